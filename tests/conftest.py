@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny configs and a tiny trained run (written once per test session)."""
+
+import pytest
+import torch
+
+from interp_grok import Run, preset, train
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """add mod 13, d_model 32, 200 steps: memorizes in about a second."""
+    return preset("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_config) -> Run:
+    """A finished tiny run on disk (treat as read-only)."""
+    return train(tiny_config, tmp_path_factory.mktemp("runs") / "tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def grokked_run(tmp_path_factory) -> Run:
+    """add mod 23 trained until it generalizes (test acc ~1), with the grokking phase in its checkpoints."""
+    config = preset("tiny").with_overrides(p=23, frac_train=0.6, d_model=64, n_heads=4, d_head=16, d_mlp=128,
+                                           steps=600, lr=1e-2, weight_decay=2.0, eval_every=20,
+                                           checkpoint_every=50, checkpoint_early=4, loss_dtype="float64")
+    return train(config, tmp_path_factory.mktemp("runs") / "grok23", progress=False)
