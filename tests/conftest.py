@@ -22,8 +22,8 @@ def tiny_run(tmp_path_factory, tiny_config) -> Run:
 
 @pytest.fixture(scope="session")
 def grokked_run(tmp_path_factory) -> Run:
-    """add mod 23 trained until it generalizes (test acc ~1), with the grokking phase in its checkpoints."""
-    config = preset("tiny").with_overrides(p=23, frac_train=0.6, d_model=64, n_heads=4, d_head=16, d_mlp=128,
-                                           steps=600, lr=1e-2, weight_decay=2.0, eval_every=20,
-                                           checkpoint_every=50, checkpoint_early=4, loss_dtype="float64")
+    """add mod 23, 70% train: memorizes by step ~50, test acc 1.0 by ~110 (4 s); 21 checkpoints."""
+    config = preset("tiny").with_overrides(p=23, frac_train=0.7, d_model=64, n_heads=4, d_head=16, d_mlp=128,
+                                           steps=400, lr=1e-2, weight_decay=2.0, eval_every=20,
+                                           checkpoint_every=25, checkpoint_early=4, loss_dtype="float64")
     return train(config, tmp_path_factory.mktemp("runs") / "grok23", progress=False)
