@@ -244,7 +244,7 @@ PRESETS: dict[str, RunConfig] = {
     "fast": RunConfig(
         task=TaskConfig(op="add", p=113, frac_train=0.3),
         model=ModelConfig(),
-        train=TrainConfig(steps=500, lr=1e-2, weight_decay=4.0, loss_dtype="float64", eval_every=10,
+        train=TrainConfig(steps=300, lr=1e-2, weight_decay=4.0, loss_dtype="float64", eval_every=10,
                           checkpoint_every=10, checkpoint_early=10),
     ),
     # A tiny configuration for tests and smoke runs: memorizes p=13 in a second.
