@@ -5,6 +5,7 @@ import torch
 from interp_grok import GrokTransformer, ModelConfig, make_dataset
 from interp_grok.analyses import saliency
 from interp_grok.config import TaskConfig
+from interp_grok.plots.saliency import default_steps
 from interp_grok.stats import median
 
 SMALL = dict(d_model=16, n_heads=2, d_head=8, d_mlp=24)
@@ -192,6 +193,11 @@ def test_figures_are_built_from_the_tables(run_saliency):
     assert len(heatmap.x) == len(run_saliency.steps) and len(heatmap.y) == run_saliency.n_bins
     assert run_saliency.plot().layout.xaxis.type == "linear"
     assert len(figures["skew"].data) == 3 * 2  # three statistics × train, test
+
+
+def test_histograms_default_to_first_memorization_grokking_and_final_steps():
+    assert default_steps([0, 10, 20, 30, 40], {"memorization": 12, "grokking": 29}) == [0, 10, 30, 40]
+    assert default_steps([0, 10, 20], {"memorization": None, "grokking": None}) == [0, 20]
 
 
 def test_split_and_keep_per_input_options(tiny_run):

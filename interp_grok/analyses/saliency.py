@@ -2,7 +2,7 @@
 
 For each input x and MLP neuron n, the attribution of a target (the correct-class logit, or its
 log-probability) to the activation at `blocks.{layer}.mlp.hook_post`, with a zero baseline at
-that hook. Per checkpoint: the median over inputs of each neuron's attribution (absolute and
+that hook (summed over positions; the last block computes only the `=` one). Per checkpoint: the median over inputs of each neuron's attribution (absolute and
 signed; train and test inputs separately), a histogram of those medians across neurons with bin
 edges shared by every step, and how unequal they are (skewness, Gini, top-1% share). The claim
 to test: the histogram grows a longer right tail as the general circuit forms.
@@ -143,7 +143,7 @@ def attributions(
     layer: int | None = None, target: str = "correct_logit", method: str = "ig", exact: bool | None = None,
     n_steps: int = 50, batch_size: int = 256,
 ) -> Float[Tensor, "batch d_mlp"]:
-    """Per-input, per-neuron attributions (on the model's device), batched over inputs.
+    """Attributions [batch, d_mlp] of `target` to the neurons of `layer` (model's device), batched over inputs.
 
     exact: None picks the closed form for method "ig" where it is exact, else Captum; False always
     uses Captum; True demands the closed form (a ValueError where it would not be exact).

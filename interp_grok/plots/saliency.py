@@ -21,21 +21,22 @@ SPLIT_COLORS = {"train": TRAIN_COLOR, "test": TEST_COLOR}
 SALIENCY_UNITS = "median |attribution| per neuron"
 
 
+def snap_milestones(steps: Sequence[int], milestones: dict[str, int | None]) -> dict[str, int]:
+    """{memorization|grokking: the saved step nearest to it} for the milestones that were reached."""
+    return {key: min(steps, key=lambda s: (abs(s - milestones[key]), s))
+            for key in ("memorization", "grokking") if milestones.get(key) is not None}
+
+
 def default_steps(steps: Sequence[int], milestones: dict[str, int | None]) -> list[int]:
     """First, memorization, grokking and final steps (each milestone snapped to the nearest saved step)."""
     steps = sorted(steps)
-    chosen = [steps[0]]
-    for key in ("memorization", "grokking"):
-        if milestones.get(key) is not None:
-            chosen.append(min(steps, key=lambda s: (abs(s - milestones[key]), s)))
-    chosen.append(steps[-1])
-    return sorted(set(chosen))
+    return sorted({steps[0], *snap_milestones(steps, milestones).values(), steps[-1]})
 
 
-def _step_label(step: int, milestones: dict[str, int | None]) -> str:
+def _step_label(step: int, snapped: dict[str, int]) -> str:
     if step == -1:
         return "model"
-    names = [k for k in ("memorization", "grokking") if milestones.get(k) == step]
+    names = [key for key, at in snapped.items() if at == step]
     return f"step {step}" + (f" ({', '.join(names)})" if names else "")
 
 
@@ -51,6 +52,7 @@ def median_histograms(
     missing = [s for s in steps if s not in all_steps]
     if missing:
         raise ValueError(f"steps {missing} are not in the result; available: {all_steps}")
+    snapped = snap_milestones(all_steps, milestones)
     splits = list(dict.fromkeys(histograms["split"]))
     colors = sample_colorscale("Viridis", list(np.linspace(0.85, 0.0, len(steps))) if len(steps) > 1 else [0.0])
     fig = make_subplots(rows=1, cols=len(splits), subplot_titles=[f"{s} inputs" for s in splits], shared_yaxes=True)
@@ -58,7 +60,7 @@ def median_histograms(
         for step, color in zip(steps, colors):
             rows = histograms[(histograms["step"] == step) & (histograms["split"] == split)]
             fig.add_trace(go.Scatter(x=(rows["bin_left"] + rows["bin_right"]) / 2, y=rows["count"], mode="lines",
-                                     line_shape="hvh", line_color=color, name=_step_label(step, milestones),
+                                     line_shape="hvh", line_color=color, name=_step_label(step, snapped),
                                      legendgroup=str(step), showlegend=col == 1), row=1, col=col)
     fig.update_xaxes(title_text=f"{SALIENCY_UNITS} (target units)")
     fig.update_yaxes(title_text="neurons", type="log" if log_y else "linear", col=1)
