@@ -65,7 +65,9 @@ def top_fraction_share(x: Float[Tensor, "... n"], fraction: float = 0.01) -> Flo
     return torch.where(total > 0, top / total.clamp_min(1e-300), torch.nan)
 
 
-def shared_edges(values: Float[Tensor, "..."], n_bins: int = 40, lower: float | None = 0.0) -> Float[Tensor, " n_edges"]:
+def shared_edges(
+    values: Float[Tensor, "..."], n_bins: int = 40, lower: float | None = 0.0
+) -> Float[Tensor, " n_edges"]:
     """n_bins + 1 equal-width bin edges covering every value of `values` (all steps at once).
 
     The lower edge is `lower` (0 for magnitudes) or the minimum when lower is None; an empty range

@@ -212,7 +212,8 @@ def test_bad_arguments_name_the_value_and_the_fix(tiny_run):
     model = tiny_run.model("final")
     with pytest.raises(ValueError, match=r"a single model has no task: pass dataset="):
         saliency.neuron_saliency(model)
-    with pytest.raises(ValueError, match=r"target='prob' is not supported; expected one of 'correct_logit', 'log_prob'"):
+    with pytest.raises(ValueError, match=r"target='prob' is not supported; expected one of 'correct_logit', "
+                                         r"'log_prob'"):
         saliency.neuron_saliency(tiny_run, target="prob")
     with pytest.raises(ValueError, match=r"layer=3 is out of range for a model with 1 block\(s\)"):
         saliency.neuron_saliency(tiny_run, layer=3, steps=[0])

@@ -2,10 +2,11 @@
 
 For each input x and MLP neuron n, the attribution of a target (the correct-class logit, or its
 log-probability) to the activation at `blocks.{layer}.mlp.hook_post`, with a zero baseline at
-that hook (summed over positions; the last block computes only the `=` one). Per checkpoint: the median over inputs of each neuron's attribution (absolute and
-signed; train and test inputs separately), a histogram of those medians across neurons with bin
-edges shared by every step, and how unequal they are (skewness, Gini, top-1% share). The claim
-to test: the histogram grows a longer right tail as the general circuit forms.
+that hook, summed over positions (the last block computes only the `=` one). Per checkpoint: the
+median over inputs of each neuron's attribution (absolute and signed; train and test inputs
+separately), a histogram of those medians across neurons with bin edges shared by every step, and
+how unequal they are (skewness, Gini, top-1% share). The claim to test: the histogram grows a
+longer right tail as the general circuit forms.
 
 ```python
 sal = neuron_saliency(run)              # or neuron_saliency(model, dataset=run.dataset)
@@ -91,9 +92,9 @@ def closed_form_attributions(
     post[x, n] * (W_out @ W_U)[n, label[x]]. Refuses when that is not exact (see `closed_form_is_exact`)."""
     layer = _resolve_layer(model, layer)
     if not closed_form_is_exact(model, layer):
-        raise ValueError(f"the closed form is exact only for the last block's MLP without LayerNorm (got layer={layer}, "
-                         f"n_layers={model.cfg.n_layers}, normalization={model.cfg.normalization!r}); "
-                         "use Captum (exact=False)")
+        raise ValueError(f"the closed form is exact only for the last block's MLP without LayerNorm "
+                         f"(got layer={layer}, n_layers={model.cfg.n_layers}, "
+                         f"normalization={model.cfg.normalization!r}); use Captum (exact=False)")
     device = next(model.parameters()).device
     name = f"blocks.{layer}.mlp.hook_post"
     _, cache = model.run_with_cache(inputs.to(device), final_only=True, names_filter=name)
