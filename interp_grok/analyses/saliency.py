@@ -400,7 +400,9 @@ def analyze(
     run: Run, *, steps: Sequence[int] | None = None, progress: bool = False, method: str = "ig",
     split: str = "all", **options,
 ) -> SaliencyResult:
-    """What `interp-grok analyze RUN --saliency` runs: `neuron_saliency` with its defaults (options pass on)."""
+    """What `interp-grok analyze RUN --saliency` runs: `neuron_saliency` with its defaults (options pass on),
+    except that per-input attributions are not kept (26 MB per step at p=113) unless asked for."""
+    options.setdefault("keep_per_input", False)
     return neuron_saliency(run, steps=steps, progress=progress, method=method, split=split, **options)
 
 
