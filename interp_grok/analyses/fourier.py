@@ -143,41 +143,57 @@ def neuron_frequencies(
 class _Context:
     p: int
     op: str
-    answers: Tensor  # [p²] the correct class of each input
     masks: dict[str, Tensor]  # split -> [p²] bool
     key_freqs: list[int]
     threshold: float
     layer: int
 
 
-def _step_stats(model: GrokTransformer, ctx: _Context) -> dict[str, Tensor]:
-    """Everything the tables need at one checkpoint, as tensors (see the module doc for the definitions)."""
-    p = _check_model(model)
-    if p != ctx.p:
-        raise ValueError(f"model outputs {p} classes but the task has p={ctx.p}")
-    with torch.no_grad():
-        logits = final_logits(model, _all_pairs(p, next(model.parameters()).device)).double().cpu()  # [p², p]
-    aligned = basis.align_logits(logits, ctx.answers)  # [p², p], column 0 = correct class
+def decompose_logits(
+    logits: Float[Tensor, "p_squared p"], *, key_freqs: Sequence[int], op: str = "add",
+    masks: dict[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """The per-mode decomposition of the logits of all p² inputs (lexicographic (a, b)), as tensors.
+
+    Returns restricted [n_freq] (loss with only mode k), restricted_key [] (only the key modes), and per
+    split in `masks` (default {"all": every input}): excluded_<split> [n_freq + 1] (mean loss with mode k
+    removed; the last entry removes all key modes), share_<split> [n_freq] (|mode k|² / |L - mean_c L|²)
+    and loss_<split> [] (the logits' own loss). Losses are cross-entropies in nats, float64.
+    """
+    p = logits.shape[-1]
+    if op not in _SIGNS:
+        raise ValueError(f"op={op!r}: the Fourier decomposition applies to additive tasks (add, sub)")
+    if logits.shape != (p * p, p):
+        raise ValueError(f"logits must be [p*p, p] for all (a, b) pairs, got shape {tuple(logits.shape)}")
+    masks = masks if masks is not None else {"all": torch.ones(p * p, dtype=torch.bool)}
+    aligned = basis.align_logits(logits.double().cpu(), basis.additive_answers(p, _SIGNS[op]))  # [p², p]
     modes = basis.direction_modes(aligned)[1:]  # [n_freq, p] mode k as a function of s
-    key_mode = modes[[k - 1 for k in ctx.key_freqs]].sum(0)  # [p]
+    key_mode = modes[[k - 1 for k in key_freqs]].sum(0)  # [p]
     removed = basis.losses_without(aligned, torch.cat([modes, key_mode[None]]))  # [p², n_freq + 1]
     full_loss = aligned.logsumexp(-1) - aligned[:, 0]  # [p²]
     energy = (aligned - aligned.mean(-1, keepdim=True)).pow(2).sum(-1)  # [p²] |L - mean_c L|² per input
     mode_energy = modes.pow(2).sum(-1)  # [n_freq], the same for every input
+    out = {"restricted": basis.loss_of_direction_logits(modes), "restricted_key": basis.loss_of_direction_logits(key_mode)}
+    for split, mask in masks.items():
+        out[f"excluded_{split}"] = removed[mask].mean(0)
+        out[f"share_{split}"] = mask.sum() * mode_energy / energy[mask].sum().clamp_min(1e-300)
+        out[f"loss_{split}"] = full_loss[mask].mean()
+    return out
+
+
+def _step_stats(model: GrokTransformer, ctx: _Context) -> dict[str, Tensor]:
+    """Everything the tables need at one checkpoint: `decompose_logits` plus the weights' frequency power."""
+    if _check_model(model) != ctx.p:
+        raise ValueError(f"model outputs {model.d_vocab_out} classes but the task has p={ctx.p}")
+    with torch.no_grad():
+        logits = final_logits(model, _all_pairs(ctx.p, next(model.parameters()).device))  # [p², p]
     embed_power, map_power = _frequency_power(model, ctx.layer)
-    out = {
-        "restricted": basis.loss_of_direction_logits(modes),  # [n_freq]
-        "restricted_key": basis.loss_of_direction_logits(key_mode),
+    return {
+        **decompose_logits(logits, key_freqs=ctx.key_freqs, op=ctx.op, masks=ctx.masks),
         "embed_share": embed_power / embed_power.sum().clamp_min(1e-300),
         "map_share": map_power / map_power.sum().clamp_min(1e-300),
         "gini_embed": basis.gini(embed_power.sqrt()), "gini_logit_map": basis.gini(map_power.sqrt()),
     }
-    for split, mask in ctx.masks.items():
-        n = mask.sum()
-        out[f"excluded_{split}"] = removed[mask].mean(0)  # [n_freq + 1], last = key modes removed
-        out[f"share_{split}"] = n * mode_energy / energy[mask].sum().clamp_min(1e-300)  # [n_freq]
-        out[f"loss_{split}"] = full_loss[mask].mean()
-    return out
 
 
 def _context(run_or_model: Run | GrokTransformer, op: str | None, dataset: Dataset | None,
@@ -211,7 +227,7 @@ def _context(run_or_model: Run | GrokTransformer, op: str | None, dataset: Datas
     masks = {"all": torch.ones(p * p, dtype=torch.bool)}
     if dataset is not None:
         masks = {"train": dataset.is_train, "test": ~dataset.is_train, **masks}
-    return _Context(p=p, op=op, answers=basis.additive_answers(p, _SIGNS[op]), masks=masks,
+    return _Context(p=p, op=op, masks=masks,
                     key_freqs=key_freqs, threshold=threshold, layer=layer)
 
 
