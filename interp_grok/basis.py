@@ -60,17 +60,17 @@ def frequency_power(x: Float[Tensor, "... p"]) -> Float[Tensor, "... n_freq"]:
     Sums over k to |x|² (Parseval).
     """
     p = x.shape[-1]
-    coefficients = x.to(torch.float64) @ fourier_basis(p).T  # [..., basis row]
-    return coefficients.pow(2) @ _frequency_one_hot(p, torch.float64)
+    coefficients = x.to(torch.float64) @ fourier_basis(p).to(x.device).T  # [..., basis row]
+    return coefficients.pow(2) @ _frequency_one_hot(p, torch.float64).to(x.device)
 
 
 def frequency_components(x: Float[Tensor, "... p"]) -> Float[Tensor, "... n_freq p"]:
     """`x` split into its frequency components k = 0..p//2 along the last axis; they sum back to `x`."""
     p = x.shape[-1]
-    basis = fourier_basis(p)
+    basis = fourier_basis(p).to(x.device)
     coefficients = x.to(torch.float64) @ basis.T  # [..., basis row]
     # component[..., k, y] = sum over rows r of frequency k of coefficient[..., r] * basis[r, y]
-    return torch.einsum("...r,rk,ry->...ky", coefficients, _frequency_one_hot(p, torch.float64), basis)
+    return torch.einsum("...r,rk,ry->...ky", coefficients, _frequency_one_hot(p, torch.float64).to(x.device), basis)
 
 
 def gini(x: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:

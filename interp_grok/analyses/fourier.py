@@ -80,8 +80,8 @@ def _frequency_power(model: GrokTransformer, layer: int) -> tuple[Float[Tensor, 
     """Power of each frequency k = 1..p//2 in W_E[:p] (along tokens) and W_out @ W_U (along output classes)."""
     p = _check_model(model)
     with torch.no_grad():
-        W_E = model.embed.W_E[:p].double()  # [p tokens, d_model]
-        W_L = model.blocks[_layer_index(model, layer)].mlp.W_out.double() @ model.unembed.W_U.double()  # [d_mlp, p]
+        W_E = model.embed.W_E[:p].double().cpu()  # [p tokens, d_model]
+        W_L = (model.blocks[_layer_index(model, layer)].mlp.W_out.double() @ model.unembed.W_U.double()).cpu()  # [d_mlp, p]
         return basis.frequency_power(W_E.T).sum(0)[1:], basis.frequency_power(W_L).sum(0)[1:]
 
 
@@ -96,10 +96,14 @@ def _key_mask(share: Float[Tensor, " n_freq"], threshold: float) -> Tensor:
     return share >= threshold * share.max()
 
 
-def key_frequencies(model: GrokTransformer, *, threshold: float = KEY_THRESHOLD, layer: int = -1) -> list[int]:
-    """The frequencies k the model uses: mean share of W_E and W_out @ W_U power >= threshold x the largest."""
+def _check_threshold(threshold: float) -> None:
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold={threshold!r} must be in (0, 1], e.g. {KEY_THRESHOLD}")
+
+
+def key_frequencies(model: GrokTransformer, *, threshold: float = KEY_THRESHOLD, layer: int = -1) -> list[int]:
+    """The frequencies k the model uses: mean share of W_E and W_out @ W_U power >= threshold x the largest."""
+    _check_threshold(threshold)
     embed, logit_map = frequency_shares(model, layer=layer)
     return [int(k) + 1 for k in _key_mask((embed + logit_map) / 2, threshold).nonzero().flatten()]
 
@@ -198,6 +202,7 @@ def _step_stats(model: GrokTransformer, ctx: _Context) -> dict[str, Tensor]:
 
 def _context(run_or_model: Run | GrokTransformer, op: str | None, dataset: Dataset | None,
              key_freqs: Sequence[int] | None, threshold: float, layer: int) -> _Context:
+    _check_threshold(threshold)
     if isinstance(run_or_model, Run):
         if dataset is not None:
             raise ValueError("dataset= only applies to a single model; a Run has its own dataset")
@@ -227,8 +232,7 @@ def _context(run_or_model: Run | GrokTransformer, op: str | None, dataset: Datas
     masks = {"all": torch.ones(p * p, dtype=torch.bool)}
     if dataset is not None:
         masks = {"train": dataset.is_train, "test": ~dataset.is_train, **masks}
-    return _Context(p=p, op=op, masks=masks,
-                    key_freqs=key_freqs, threshold=threshold, layer=layer)
+    return _Context(p=p, op=op, masks=masks, key_freqs=key_freqs, threshold=threshold, layer=layer)
 
 
 def _compute(run_or_model, steps, progress, op, dataset, key_freqs, threshold, layer):

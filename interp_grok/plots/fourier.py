@@ -26,7 +26,7 @@ def mode_heatmap(
     table: pd.DataFrame, *, value: str = "logit_share", split: str = "all", key_frequencies: list[int] = (),
     milestones: dict | None = None, log_x: bool = False,
 ) -> go.Figure:
-    """Heatmap of a mode-loss column by step (x) and frequency k (y); key frequencies ticked on the right."""
+    """Heatmap of a mode-loss column by step (x) and frequency k (y); only the key frequencies are ticked."""
     if value not in ("logit_share", "restricted_loss", "excluded_loss"):
         raise ValueError(f"value={value!r}; expected logit_share, restricted_loss or excluded_loss")
     rows = table[table["split"] == split]
@@ -36,12 +36,11 @@ def mode_heatmap(
     fig = go.Figure(go.Heatmap(x=grid.columns, y=grid.index, z=grid.to_numpy(), colorscale="Viridis",
                                colorbar_title=VALUE_LABELS[value],
                                hovertemplate="step %{x}<br>k %{y}<br>%{z:.4g}<extra></extra>"))
-    for k in key_frequencies:
-        fig.add_annotation(x=1.0, xref="paper", xanchor="left", y=k, text=f"◀ {k}", showarrow=False, font_size=10)
     mark_milestones(fig, milestones or {})
     _step_axis(fig, log_x)
-    fig.update_yaxes(title_text="frequency k")
-    fig.update_layout(title=f"Per-mode {VALUE_LABELS[value]} ({split} inputs); key frequencies marked ◀",
+    fig.update_yaxes(title_text="frequency k (key frequencies ticked)" if key_frequencies else "frequency k",
+                     tickmode="array" if key_frequencies else "auto", tickvals=list(key_frequencies) or None)
+    fig.update_layout(title=f"Per-mode {VALUE_LABELS[value]} ({split} inputs)",
                       template="plotly_white", height=480)
     return fig
 
