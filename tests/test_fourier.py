@@ -226,6 +226,8 @@ def test_bad_options_are_refused(tiny_config):
         fourier.key_frequencies(model, threshold=0)
     with pytest.raises(ValueError, match=r"key_freqs=\[7\] must be a non-empty list of frequencies in 1..6"):
         fourier.mode_losses(model, key_freqs=[7])
+    with pytest.raises(ValueError, match=r"key_freqs=\[0\] must lie in 1..6 for p=13"):
+        fourier.decompose_logits(torch.zeros(169, 13), key_freqs=[0])
     with pytest.raises(ValueError, match="layer=3 is out of range"):
         fourier.neuron_frequencies(model, layer=3)
     with pytest.raises(ValueError, match="unknown Fourier option"):

@@ -169,6 +169,8 @@ def decompose_logits(
         raise ValueError(f"op={op!r}: the Fourier decomposition applies to additive tasks (add, sub)")
     if logits.shape != (p * p, p):
         raise ValueError(f"logits must be [p*p, p] for all (a, b) pairs, got shape {tuple(logits.shape)}")
+    if not all(1 <= k <= basis.n_frequencies(p) for k in key_freqs):
+        raise ValueError(f"key_freqs={list(key_freqs)} must lie in 1..{basis.n_frequencies(p)} for p={p}")
     masks = masks if masks is not None else {"all": torch.ones(p * p, dtype=torch.bool)}
     aligned = basis.align_logits(logits.double().cpu(), basis.additive_answers(p, _SIGNS[op]))  # [p², p]
     modes = basis.direction_modes(aligned)[1:]  # [n_freq, p] mode k as a function of s
