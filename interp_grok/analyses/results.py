@@ -47,6 +47,7 @@ def load_result(directory: str | Path) -> tuple[dict[str, pd.DataFrame], dict[st
         raise CheckpointError(f"{directory}: no saved result here (run `interp-grok analyze` first)") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{directory / 'meta.json'}: unreadable ({e})") from None
+    meta.pop("fingerprint", None)  # stamped by analyses.suite for caching; not part of any result
     tables = {}
     for name in meta.pop("tables"):
         try:
