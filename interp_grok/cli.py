@@ -1,4 +1,4 @@
-"""`interp-grok`: train | info | analyze | plot. The CLI only wires library modules together.
+"""`interp-grok`: train | info | analyze | plot | report | compare. The CLI only wires library modules together.
 
 Usage errors (bad flags, bad values, a run that exists) exit with status 2 and one line on stderr;
 a corrupt or missing checkpoint exits with status 1.
@@ -185,18 +185,26 @@ def _requested(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from .analyses.results import result_dir
+    from .analyses import suite
     from .run import Run
 
     run = Run.open(args.run)
     names = _requested(args)
     if not names:
         raise UsageError("choose an analysis: --fourier, --saliency, --ablation, --subnetworks or --all")
+    todo = suite.applicable(run, names)
+    skipped = [n for n in names if n not in todo]
+    if skipped and not args.all:
+        raise UsageError(f"--{skipped[0]} does not apply to {run.config.task.op} mod {run.config.task.p} "
+                         f"(the Fourier analysis needs op add or sub)")
     steps = _selected_steps(run, args)
-    for name in names:
-        module = importlib.import_module(f"interp_grok.analyses.{name}")
-        result = module.analyze(run, steps=steps, progress=not args.quiet, **_analysis_options(name, args))
-        print(f"{name}: {result.save(result_dir(run, name, args.out))}")
+    options = {name: _analysis_options(name, args) for name in todo}
+    done = suite.analyze_all(run, todo, steps=steps, options=options, root=args.out, force=args.force,
+                             progress=not args.quiet)
+    for name in skipped:
+        print(f"{name}: skipped (not applicable to {run.config.task.op} mod {run.config.task.p})")
+    for name, analysed in done.items():
+        print(f"{name}: {analysed.directory}{'' if analysed.computed else ' (cached)'}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -216,6 +224,56 @@ def cmd_plot(args: argparse.Namespace) -> None:
             if args.log_x:
                 fig.update_xaxes(type="log")
             print(f"{name}: {save_html(fig, directory / f'{key}.html')}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report import MissingDependency, missing_analyses, write_report
+    from .run import Run
+
+    run = Run.open(args.run)
+    missing = missing_analyses(run, args.out) if args.no_compute else []
+    try:
+        path = write_report(run, args.out, compute=not args.no_compute, png=args.png, progress=not args.quiet)
+    except MissingDependency as e:
+        raise UsageError(str(e)) from None
+    if missing:
+        print(f"not computed (run `interp-grok analyze {args.run} --all`): {', '.join(missing)}")
+    if args.png:
+        print(f"PNG figures: {path.parent / 'report_png'}")
+    print(f"report: {path}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import write_comparison
+    from .run import Run
+
+    runs = [Run.open(r) for r in args.runs]
+    path = write_comparison(runs, args.html, root=args.out, compute=not args.no_compute, log_x=args.log_x,
+                            progress=not args.quiet)
+    print(f"comparison: {path}")
+
+
+def _add_report_parsers(sub) -> None:
+    p = sub.add_parser("report", help="write one self-contained HTML report of a run (runs missing analyses)",
+                       description="Write <out>/<run>/report.html: run summary, training curves and every "
+                                   "analysis's figures; it opens offline.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", help="analysis root (default: analyses/); the report is <root>/<run>/report.html")
+    p.add_argument("--no-compute", action="store_true", help="only draw saved analyses; list the missing ones")
+    p.add_argument("--png", action="store_true", help="also write each figure as PNG (needs: pip install kaleido)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="overlay the training and analysis curves of runs of the same task",
+                       description="One HTML page with the runs' training curves and key analysis curves on "
+                                   "shared axes. The runs must share p and op.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories")
+    p.add_argument("--out", help="analysis root (default: analyses/), where saved analyses are read and written")
+    p.add_argument("--html", help="page to write (default: <root>/compare/<run>__<run>.html)")
+    p.add_argument("--no-compute", action="store_true", help="only draw analyses every run has saved")
+    p.add_argument("--log-x", action="store_true", help="log step axis (linear by default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,8 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--rank-by", choices=("saliency", "norm", "fourier"), default="saliency",
                          help="ablation: how neurons are ranked")
     analyze.add_argument("--random-draws", type=int, default=5, help="ablation: random-k control draws")
+    analyze.add_argument("--force", action="store_true", help="recompute even when a saved result is still valid")
     analyze.add_argument("--select", choices=("norm", "saliency", "fourier"), default="norm",
                          help="subnetworks: how the generalizing subnetwork is chosen")
+    _add_report_parsers(sub)
     return parser
 
 

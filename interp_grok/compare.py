@@ -1,0 +1,128 @@
+"""Several runs of the same task side by side: training curves and key analysis curves on shared axes.
+
+```python
+from interp_grok.compare import compare, write_comparison
+figures = compare([Run.open("checkpoints/wd1"), Run.open("checkpoints/wd0")])   # {key: Figure}
+write_comparison(["checkpoints/wd1", "checkpoints/wd0"])   # analyses/compare/wd1__wd0.html
+```
+
+Runs must share p and the task's operation (otherwise steps mean different things and the Fourier
+axes differ): `IncompatibleRuns` says which differ.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+
+from .analyses import suite
+from .analyses.results import DEFAULT_ROOT
+from .checkpoints import atomic_write
+from .plots import compare as plots
+from .report import figure_div, html_page, section
+from .run import Run
+
+
+class IncompatibleRuns(ValueError):
+    """Runs of different tasks (p or operation) cannot share axes."""
+
+
+def check_comparable(runs: Sequence[Run]) -> None:
+    """Raise IncompatibleRuns unless every run has the same p and operation (and there are at least two)."""
+    if len(runs) < 2:
+        raise ValueError(f"compare needs at least two runs, got {len(runs)}")
+    tasks = {(r.config.task.op, r.config.task.p) for r in runs}
+    if len(tasks) > 1:
+        listed = ", ".join(f"{r.path} is {r.config.task.op} mod {r.config.task.p}" for r in runs)
+        raise IncompatibleRuns(f"runs of different tasks cannot be compared ({listed}); compare runs with the "
+                               f"same p and op")
+
+
+def labels(runs: Sequence[Run]) -> list[str]:
+    """Run names, or their paths where names repeat."""
+    names = [r.name for r in runs]
+    return [r.name if names.count(r.name) == 1 else str(r.path) for r in runs]
+
+
+def compare(
+    runs: Sequence[Run], results: Sequence[Mapping[str, Any]] | None = None, *, log_x: bool = False,
+    ablation_k: int | None = None,
+) -> dict[str, go.Figure]:
+    """{key: figure} overlaying the runs: training curves, then each analysis every run has a result of.
+
+    results: per run, {analysis: Result} (default: whatever is saved under ./analyses). ablation_k: the
+    k of the ablation panel (default: the largest k every run's ablation has).
+    """
+    check_comparable(runs)
+    if results is None:
+        results = [suite.load_saved(r) for r in runs]
+    if len(results) != len(runs):
+        raise ValueError(f"results has {len(results)} entries for {len(runs)} runs; give one mapping per run")
+    names = labels(runs)
+    milestones = {n: r.milestones for n, r in zip(names, runs)}
+    figures = {"training": plots.training({n: r.metrics for n, r in zip(names, runs)}, milestones, log_x)}
+
+    def every(name: str) -> dict[str, Any] | None:
+        got = {n: res[name] for n, res in zip(names, results) if name in res}
+        return got if len(got) == len(runs) else None
+
+    if fourier := every("fourier"):
+        figures["fourier"] = plots.fourier_progress({n: r.progress.table for n, r in fourier.items()}, milestones,
+                                                    log_x)
+    if saliency := every("saliency"):
+        figures["saliency"] = plots.saliency_skew({n: r.skew for n, r in saliency.items()}, milestones,
+                                                  log_x=log_x)
+    if ablation := every("ablation"):
+        common = set.intersection(*(set(r.table["k"]) for r in ablation.values()))
+        k = ablation_k if ablation_k is not None else max(common, default=None)
+        if k is not None:
+            if k not in common:
+                raise ValueError(f"ablation_k={k} is not in every run's ablation; common ks: {sorted(common)}")
+            figures["ablation"] = plots.ablation_damage({n: r.table for n, r in ablation.items()}, milestones, k,
+                                                        log_x=log_x)
+    if subnetworks := every("subnetworks"):
+        figures["norms"] = plots.norms({n: r.weights.table for n, r in subnetworks.items()},
+                                       {n: r.subnetworks.table for n, r in subnetworks.items()}, milestones, log_x)
+    return figures
+
+
+def write_comparison(
+    runs: Sequence[Run | str | Path], path: str | Path | None = None, *, root: str | Path | None = None,
+    compute: bool = True, options: Mapping[str, Mapping[str, Any]] | None = None, log_x: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Write one HTML page comparing the runs (default `<root>/compare/<a>__<b>.html`, root ./analyses).
+
+    compute: run the analyses a run has not saved yet (`suite.analyze_all`); otherwise only saved ones
+    are drawn, and the page names those missing.
+    """
+    runs = [r if isinstance(r, Run) else Run.open(r) for r in runs]
+    check_comparable(runs)
+    root = Path(root) if root is not None else DEFAULT_ROOT
+    results = []
+    for run in runs:
+        saved = suite.load_saved(run, root=root)
+        missing = [n for n in suite.applicable(run) if n not in saved]
+        if compute and missing:
+            saved.update({n: a.result for n, a in suite.analyze_all(run, missing, options=options, root=root,
+                                                                    progress=progress).items()})
+        results.append(saved)
+    figures = compare(runs, results, log_x=log_x)
+    names = labels(runs)
+    runs_html = "<ul>" + "".join(
+        f"<li><b>{html.escape(n)}</b>: {html.escape(str(r.path))}; lr {r.config.train.lr:g}, weight decay "
+        f"{r.config.train.weight_decay:g}; grokking step {r.milestones['grokking']}</li>" for n, r in zip(names, runs)
+    ) + "</ul>"
+    absent = [n for n in suite.applicable(runs[0]) if not all(n in res for res in results)]
+    if absent:
+        runs_html += f'<p class="note">Not computed for every run: {", ".join(absent)}.</p>'
+    task = runs[0].config.task
+    parts = [section("Runs", [runs_html], f"{task.op} mod {task.p}", anchor="runs")]
+    parts += [section(key.capitalize(), [figure_div(fig, f"compare-{key}")], anchor=key) for key, fig in figures.items()]
+    out = Path(path) if path is not None else root / "compare" / ("__".join(r.name for r in runs) + ".html")
+    atomic_write(out, html_page(f"interp-grok compare: {' vs '.join(names)}", "\n".join(parts)))
+    return out
