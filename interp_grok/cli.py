@@ -25,13 +25,14 @@ from .config import (
     TaskConfig,
     TrainConfig,
     field_docs,
+    parse_grokfast,
     preset,
 )
 
 ANALYSES = ("fourier", "saliency", "ablation", "subnetworks")
 # Flags whose spelling differs from the field name, and task.seed, which --seed also sets.
 FLAG_NAMES = {("task", "op"): ["--task", "--op"], ("task", "seed"): ["--split-seed"],
-              ("train", "lr_changes"): ["--lr-change"]}
+              ("train", "lr_changes"): ["--lr-change"], ("train", "weight_decay_changes"): ["--weight-decay-change"]}
 CHOICES = {"op": OPERATIONS, "optimizer": OPTIMIZERS, "loss_dtype": LOSS_DTYPES, "act_fn": ACTIVATIONS}
 
 
@@ -67,8 +68,20 @@ def _parse_normalization(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
+def _parse_grokfast(text: str) -> str | None:
+    if text.lower() == "none":
+        return None
+    try:
+        parse_grokfast(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 SPECIAL_TYPES = {
     "lr_changes": dict(type=_parse_lr_change, action="append", metavar="STEP:MULT"),
+    "weight_decay_changes": dict(type=_parse_lr_change, action="append", metavar="STEP:MULT"),
+    "grokfast": dict(type=_parse_grokfast, metavar="ema:ALPHA:LAMBDA|ma:WINDOW:LAMBDA|none"),
     "betas": dict(type=float, nargs=2, metavar=("BETA1", "BETA2")),
     "batch_size": dict(type=_parse_batch_size, metavar="N|full"),
     "normalization": dict(type=_parse_normalization, metavar="none|LN"),
@@ -135,7 +148,8 @@ def cmd_info(args: argparse.Namespace) -> None:
           f"{m.act_fn}, LayerNorm {m.normalization or 'off'}, biases {'on' if m.use_bias else 'off'}")
     print(f"training     {tr.optimizer} lr {tr.lr:g} wd {tr.weight_decay:g}, {tr.steps} steps, "
           f"batch {tr.batch_size or 'full'}, loss {tr.loss_dtype}, seed {tr.seed}")
-    extras = {"init_scale": tr.init_scale != 1.0, "constrain_norm": tr.constrain_norm, "lr_changes": tr.lr_changes}
+    extras = {"init_scale": tr.init_scale != 1.0, "constrain_norm": tr.constrain_norm, "lr_changes": tr.lr_changes,
+              "weight_decay_changes": tr.weight_decay_changes, "grokfast": tr.grokfast}
     shown = [f"{k}={getattr(tr, k)}" for k, on in extras.items() if on]
     if shown:
         print(f"interventions {', '.join(shown)}")
