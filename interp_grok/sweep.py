@@ -211,11 +211,19 @@ def _run_local(jobs: list[tuple[str, str]], workers: int) -> Iterator[tuple[str,
         for config_json, out in jobs:
             yield out, train_point(config_json, out)
         return
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    context = multiprocessing.get_context("forkserver")  # fork-safe with torch's thread pools
+    context.set_forkserver_preload([__name__])  # workers fork from a server that imported torch once
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
         futures = {pool.submit(train_point, config_json, out): out for config_json, out in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result()
+    finally:  # interrupted: start no further point
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _run_ray(jobs: list[tuple[str, str]], workers: int | None, address: str | None) -> Iterator[tuple[str, str | None]]:
@@ -263,18 +271,14 @@ def run_sweep(
     logger.info("sweep %s: %d of %d points to train", sweep.out, len(todo), len(sweep.points))
     jobs = [(p.config.to_json(), str(sweep.directory(p))) for p in todo]
     if backend == "local":
-        results = _run_local(jobs, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
+        results = _run_local(jobs, min(workers or _cores(), max(len(jobs), 1)))
     else:
         results = _run_ray(jobs, workers, address)
-    errors: dict[str, str] = {}
-    by_dir = {str(sweep.directory(p)): p.name for p in sweep.points}
+    by_dir = {str(sweep.directory(p)): p for p in sweep.points}
     rows = {p.name: _row(sweep, p, None) for p in sweep.points if p not in todo}
     for out, error in tqdm(results, total=len(jobs), desc=sweep.out.name, disable=not progress):
-        name = by_dir[out]
-        if error is not None:
-            errors[name] = error
-        rows[name] = _row(sweep, next(p for p in sweep.points if p.name == name), error)
-        write_table(sweep, _table(sweep, rows))
+        rows[by_dir[out].name] = _row(sweep, by_dir[out], error)
+        write_table(sweep, _table(sweep, rows))  # the table grows as points finish
     table = _table(sweep, rows)
     write_table(sweep, table)
     return table

@@ -192,3 +192,9 @@ def test_sweep_figures_include_phase_diagram_and_steps_vs_frac():
 def test_bad_sweeps_are_refused_with_the_value_named(data, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         Sweep.from_dict(data, out=tmp_path)
+
+
+def test_the_example_sweep_file_is_valid():
+    sweep = Sweep.load(Path(__file__).parent.parent / "sweeps" / "phase.toml")
+    assert len(sweep.points) == 32 and sweep.axes == ("weight_decay", "frac_train")
+    assert sweep.points[0].name == "wd=1_frac=0.2_seed=0" and sweep.out == Path("checkpoints/sweeps/phase")
