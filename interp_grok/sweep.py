@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, Manifest, atomic_write
+from .checkpoints import CheckpointError, Manifest, NotARunError, atomic_write
 from .config import ModelConfig, RunConfig, TaskConfig, TrainConfig, preset
 from .run import Run
 from .train import train
@@ -181,7 +181,7 @@ class Sweep:
     def is_done(self, point: SweepPoint) -> bool:
         try:
             return Manifest.read(self.directory(point)).complete
-        except CheckpointError:
+        except (CheckpointError, NotARunError):
             return False
 
 
