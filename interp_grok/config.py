@@ -6,9 +6,12 @@ A run is fully described by its `RunConfig`: the same config gives the same weig
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -252,3 +255,14 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def field_docs(klass: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (used as CLI help)."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
