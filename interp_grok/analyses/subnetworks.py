@@ -156,7 +156,8 @@ def smallest_sufficient_k(
 
     "Keep" means at most `allowed` more training inputs wrong than the full model, with allowed =
     floor(tolerance · n_train), or 1 when tolerance is None. Binary search over k: the k returned
-    passes and k - 1 fails (both evaluated), so it is the smallest whenever passing is monotone in k.
+    passes and k - 1 fails (both evaluated; k = 1 needs no k - 1), so it is the smallest whenever
+    passing is monotone in k.
     """
     d_mlp = model.cfg.d_mlp
     if sorted(order.tolist()) != list(range(d_mlp)):
