@@ -10,6 +10,7 @@ but not predictions. With a neuron masked its input gets all-zero logits and is 
 import copy
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -175,6 +176,23 @@ def test_auto_k_is_the_smallest_k_that_keeps_train_accuracy(lookup_run):
     assert len(exact) == next(k for k in range(1, n_neurons + 1) if int((labels[order[k:]] != 0).sum()) == 0)
 
 
+def test_saliency_selection_ranks_by_median_abs_attribution_on_train_inputs(tiny_config):
+    model = GrokTransformer.for_task(tiny_config.model, 13).eval()
+    model.init_weights(torch.Generator().manual_seed(3))
+    data = make_dataset(tiny_config.task)
+    train_inputs, labels = data.inputs[data.is_train], data.labels[data.is_train]
+    # One layer, no LayerNorm: IG from a zero baseline is exact, activation × (W_out W_U)[neuron, label].
+    with torch.no_grad():
+        _, cache = model.run_with_cache(train_inputs, final_only=True, names_filter="blocks.0.mlp.hook_post")
+        to_logits = model.blocks[0].mlp.W_out @ model.unembed.W_U  # [d_mlp, p]
+    attributions = cache["blocks.0.mlp.hook_post"][:, -1] * to_logits[:, labels].T  # [input, neuron]
+    expected = torch.from_numpy(np.median(attributions.abs().double().numpy(), axis=0))
+    neurons, scores = subnetworks.select_subnetwork(model, data, select="saliency", k=8)
+    torch.testing.assert_close(scores.double(), expected, rtol=1e-4, atol=1e-7)
+    assert neurons.tolist() == sorted(expected.argsort(descending=True)[:8].tolist())
+    assert no_hooks(model)
+
+
 @pytest.mark.parametrize("n_layers", [1, 2])
 def test_masking_neurons_outside_a_set_equals_ablating_the_complement(tiny_config, n_layers):
     config = tiny_config.model if n_layers == 1 else ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64)
@@ -260,7 +278,7 @@ def test_figures_have_milestones_and_linear_steps(lookup_run):
 
 
 def test_bad_options_raise_clear_errors(lookup_run):
-    with pytest.raises(ValueError, match=r"select='bogus' is not supported; expected one of 'norm'"):
+    with pytest.raises(ValueError, match=r"select='bogus' is not supported; expected one of 'norm', 'saliency'"):
         subnetworks.subnetwork_norms(lookup_run, select="bogus")
     with pytest.raises(ValueError, match=r"k=0 must be 'auto' or an integer in \[1, d_mlp=24\]"):
         subnetworks.subnetwork_norms(lookup_run, k=0)

@@ -12,8 +12,9 @@ Definitions (MLP of block 0, neurons n = 0..d_mlp-1; biases are not counted):
 - the model restricted to S: every neuron outside S is zeroed at `blocks.0.mlp.hook_post`
   (equivalently, the complement's W_out rows are ablated).
 - generalizing subnetwork: the top-k neurons of a ranking at a reference step (select="norm": the
-  combined neuron norm). k="auto" is the smallest k whose restricted model keeps the full model's
-  training accuracy up to `tolerance` (default: all but at most one training input more may be wrong).
+  combined neuron norm; "saliency": median |integrated gradient| over training inputs). k="auto" is
+  the smallest k whose restricted model keeps the full model's training accuracy up to `tolerance`
+  (default: at most one more training input wrong than the full model).
 - memorizing subnetwork: memorizing="complement" (default) the other neurons; memorizing="memorization"
   the subnetwork the same rule selects at the memorization step (train accuracy ≥ 99%, nearest checkpoint).
 - random subnetwork (control): as many neurons as the generalizing one, drawn from all neurons with a
@@ -44,12 +45,13 @@ from tqdm.auto import tqdm
 from ..model import GrokTransformer
 from ..run import Run
 from ..tasks import Dataset
+from . import saliency
 from .results import load_result, save_result
 from .trajectory import over_steps
 
 HOOK = "blocks.0.mlp.hook_post"
 W_IN, W_OUT = "blocks.0.mlp.W_in", "blocks.0.mlp.W_out"
-SELECTIONS = ("norm",)
+SELECTIONS = ("norm", "saliency")
 MEMORIZING_RULES = ("complement", "memorization")
 SUBNETWORKS = ("generalizing", "memorizing", "random")
 SUBNETWORK_COLUMNS = ["step", "subnetwork", "n_neurons", "norm", "mean_neuron_norm", "masked_train_acc",
@@ -179,13 +181,18 @@ def smallest_sufficient_k(
     return hi
 
 
-def neuron_scores(model: GrokTransformer, select: str = "norm") -> Float[Tensor, " d_mlp"]:
+def neuron_scores(model: GrokTransformer, dataset: Dataset, select: str = "norm") -> Float[Tensor, " d_mlp"]:
     """The score each neuron is ranked by (higher = more likely generalizing).
 
-    select="norm": the combined norm sqrt(‖W_in[:, n]‖² + ‖W_out[n, :]‖²).
+    select="norm": the combined norm sqrt(‖W_in[:, n]‖² + ‖W_out[n, :]‖²);
+    select="saliency": the median over training inputs of |IG attribution| of the correct logit to
+    the neuron (`saliency.neuron_saliency`, block 0).
     """
     if select not in SELECTIONS:
         raise ValueError(f"select={select!r} is not supported; expected one of {', '.join(map(repr, SELECTIONS))}")
+    if select == "saliency":
+        result = saliency.neuron_saliency(model, split="train", layer=0, keep_per_input=False, dataset=dataset)
+        return result.median_abs[0, result.splits.index("train")]
     mlp = model.blocks[0].mlp
     return neuron_norms(mlp.W_in.detach().cpu(), mlp.W_out.detach().cpu()).norm
 
@@ -195,7 +202,7 @@ def select_subnetwork(
     tolerance: float | None = None,
 ) -> tuple[Int[Tensor, " k"], Float[Tensor, " d_mlp"]]:
     """(the top-k neurons by `select`, sorted; every neuron's score). k="auto": `smallest_sufficient_k`."""
-    scores = neuron_scores(model, select)
+    scores = neuron_scores(model, dataset, select)
     order = ranking(scores)
     d_mlp = model.cfg.d_mlp
     if k == "auto":
