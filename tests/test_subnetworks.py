@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from interp_grok import GrokTransformer, ModelConfig, Run, RunConfig, TaskConfig, TrainConfig, make_dataset
-from interp_grok.analyses import subnetworks
+from interp_grok.analyses import fourier, subnetworks
+from interp_grok.basis import fourier_basis
 from interp_grok.checkpoints import Manifest, atomic_write, checkpoint_file, save_tensors, write_metrics, write_split
 from interp_grok.evaluate import evaluate
 
@@ -228,6 +229,43 @@ def test_weight_norms_equal_the_norms_of_the_stacked_parameters(lookup_run):
     assert single.set_index("parameter")["l2"].sort_index().to_numpy() == pytest.approx(final.sort_index().to_numpy())
 
 
+def test_embedding_fourier_split_recovers_known_frequency_content():
+    B = fourier_basis(P)  # rows: constant, cos 1, sin 1, cos 2, sin 2, cos 3, sin 3
+    W_E = torch.zeros(2, P + 1, 3, dtype=torch.float64)
+    W_E[:, :P, 0] = 3 * B[3]  # frequency 2
+    W_E[:, :P, 1] = 4 * B[6]  # frequency 3
+    W_E[:, :P, 2] = 2 * B[0]  # the constant
+    W_E[:, P] = torch.tensor([1.0, 2.0, 2.0])  # the `=` row, norm 3
+    W_E[1] *= 10
+    split = subnetworks.embedding_fourier_norms(W_E, [2], P)
+    torch.testing.assert_close(split["key freqs"], torch.tensor([3.0, 30.0], dtype=torch.float64))
+    torch.testing.assert_close(split["other freqs"], torch.tensor([20**0.5, 10 * 20**0.5], dtype=torch.float64))
+    torch.testing.assert_close(split["= token"], torch.tensor([3.0, 30.0], dtype=torch.float64))
+    both = subnetworks.embedding_fourier_norms(W_E, [2, 3], P)
+    torch.testing.assert_close(both["key freqs"], torch.tensor([5.0, 50.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"key frequencies \[4\] are out of range; expected 1..3 for p=7"):
+        subnetworks.embedding_fourier_norms(W_E, [4], P)
+
+
+def test_weight_norms_split_the_embedding_at_the_final_key_frequencies(lookup_run):
+    result = subnetworks.weight_norms(lookup_run, steps=[0, 40])
+    assert result.meta["key_frequencies"] == fourier.key_frequencies(lookup_run.model("final"))
+    table = result.table.pivot(index="step", columns="parameter", values="l2")
+    parts = table[["embed.W_E (key freqs)", "embed.W_E (other freqs)", "embed.W_E (= token)"]].pow(2).sum(1)
+    assert parts.to_numpy() == pytest.approx(table["embed.W_E"].pow(2).to_numpy(), rel=1e-9)
+    chosen = subnetworks.weight_norms(lookup_run, steps=[40], key_frequencies=[1, 2, 3]).table.set_index("parameter")
+    assert chosen.loc["embed.W_E (other freqs)", "l2"] == pytest.approx(1.0)  # one-hot tokens: constant part √(p·1/p)
+
+
+def test_fourier_selection_ranks_by_the_fraction_explained_by_the_key_frequency(tiny_config):
+    model = GrokTransformer.for_task(tiny_config.model, 13).eval()
+    model.init_weights(torch.Generator().manual_seed(4))
+    fraction = fourier.neuron_frequencies(model)[1]
+    neurons, scores = subnetworks.select_subnetwork(model, make_dataset(tiny_config.task), select="fourier", k=5)
+    torch.testing.assert_close(scores, fraction)
+    assert neurons.tolist() == sorted(fraction.argsort(descending=True)[:5].tolist())
+
+
 def test_memorization_step_selection_picks_the_neurons_large_at_memorization(lookup_run):
     assert lookup_run.milestones["memorization"] == 0
     n_neurons = lookup_run.config.model.d_mlp
@@ -278,7 +316,7 @@ def test_figures_have_milestones_and_linear_steps(lookup_run):
 
 
 def test_bad_options_raise_clear_errors(lookup_run):
-    with pytest.raises(ValueError, match=r"select='bogus' is not supported; expected one of 'norm', 'saliency'"):
+    with pytest.raises(ValueError, match=r"select='bogus' is not supported; expected one of 'norm', 'saliency', 'fourier'"):
         subnetworks.subnetwork_norms(lookup_run, select="bogus")
     with pytest.raises(ValueError, match=r"k=0 must be 'auto' or an integer in \[1, d_mlp=24\]"):
         subnetworks.subnetwork_norms(lookup_run, k=0)

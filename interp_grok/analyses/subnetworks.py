@@ -12,7 +12,8 @@ Definitions (MLP of block 0, neurons n = 0..d_mlp-1; biases are not counted):
 - the model restricted to S: every neuron outside S is zeroed at `blocks.0.mlp.hook_post`
   (equivalently, the complement's W_out rows are ablated).
 - generalizing subnetwork: the top-k neurons of a ranking at a reference step (select="norm": the
-  combined neuron norm; "saliency": median |integrated gradient| over training inputs). k="auto" is
+  combined neuron norm; "saliency": median |integrated gradient| over training inputs; "fourier": the
+  fraction of the neuron's activation explained by its key frequency). k="auto" is
   the smallest k whose restricted model keeps the full model's training accuracy up to `tolerance`
   (default: at most one more training input wrong than the full model).
 - memorizing subnetwork: memorizing="complement" (default) the other neurons; memorizing="memorization"
@@ -23,7 +24,7 @@ Definitions (MLP of block 0, neurons n = 0..d_mlp-1; biases are not counted):
 ```python
 sub = subnetwork_norms(run, select="norm", reference_step="final", k="auto")
 sub.generalizing, sub.memorizing, sub.table, sub.neuron_norms, sub.plot()
-weight_norms(run).table       # step, parameter, l2 (parameter "total" = all parameters)
+weight_norms(run).table       # step, parameter, l2 ("total" = all parameters; the embedding's Fourier split)
 result = analyze(run); result.save(dir); load(dir)
 ```
 """
@@ -42,16 +43,17 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .. import basis
 from ..model import GrokTransformer
 from ..run import Run
 from ..tasks import Dataset
-from . import saliency
+from . import fourier, saliency
 from .results import load_result, save_result
 from .trajectory import over_steps
 
 HOOK = "blocks.0.mlp.hook_post"
 W_IN, W_OUT = "blocks.0.mlp.W_in", "blocks.0.mlp.W_out"
-SELECTIONS = ("norm", "saliency")
+SELECTIONS = ("norm", "saliency", "fourier")
 MEMORIZING_RULES = ("complement", "memorization")
 SUBNETWORKS = ("generalizing", "memorizing", "random")
 SUBNETWORK_COLUMNS = ["step", "subnetwork", "n_neurons", "norm", "mean_neuron_norm", "masked_train_acc",
@@ -186,13 +188,17 @@ def neuron_scores(model: GrokTransformer, dataset: Dataset, select: str = "norm"
 
     select="norm": the combined norm sqrt(‖W_in[:, n]‖² + ‖W_out[n, :]‖²);
     select="saliency": the median over training inputs of |IG attribution| of the correct logit to
-    the neuron (`saliency.neuron_saliency`, block 0).
+    the neuron (`saliency.neuron_saliency`, block 0);
+    select="fourier": the fraction of the neuron's activation variance explained by its dominant
+    frequency (`fourier.neuron_frequencies`, block 0).
     """
     if select not in SELECTIONS:
         raise ValueError(f"select={select!r} is not supported; expected one of {', '.join(map(repr, SELECTIONS))}")
     if select == "saliency":
         result = saliency.neuron_saliency(model, split="train", layer=0, keep_per_input=False, dataset=dataset)
         return result.median_abs[0, result.splits.index("train")]
+    if select == "fourier":
+        return fourier.neuron_frequencies(model, layer=0)[1]
     mlp = model.blocks[0].mlp
     return neuron_norms(mlp.W_in.detach().cpu(), mlp.W_out.detach().cpu()).norm
 
@@ -300,8 +306,9 @@ class SubnetworkResult:
 class WeightNormResult:
     """Weight norms over training (Omnigrok).
 
-    table: step, parameter (a parameter name, or "total" for all parameters together), l2 (L2 norm)
-    meta:  milestones; a single model has step = -1.
+    table: step, parameter (a parameter name; "total" for all parameters together; "embed.W_E (key freqs)",
+           "embed.W_E (other freqs)", "embed.W_E (= token)" for the embedding's Fourier split), l2 (L2 norm)
+    meta:  milestones, key_frequencies (of the split); a single model has step = -1.
     """
 
     table: pd.DataFrame
@@ -496,24 +503,52 @@ def parameter_norms(params: dict[str, Float[Tensor, "steps ..."]]) -> dict[str, 
     return norms
 
 
+def embedding_fourier_norms(
+    W_E: Float[Tensor, "*batch d_vocab d_model"], key_frequencies: Sequence[int], p: int
+) -> dict[str, Float[Tensor, " *batch"]]:
+    """The embedding's L2 norm split three ways, whose squares sum to ‖W_E‖²:
+
+    "key freqs": the Fourier components (along the token axis, tokens 0..p-1) of frequencies in
+    `key_frequencies`; "other freqs": every other frequency, the constant included; "= token": row p.
+    """
+    bad = [k for k in key_frequencies if not 1 <= k <= basis.n_frequencies(p)]
+    if bad:
+        raise ValueError(f"key frequencies {bad} are out of range; expected 1..{basis.n_frequencies(p)} for p={p}")
+    power = basis.frequency_power(W_E[..., :p, :].double().transpose(-1, -2)).sum(-2)  # [*batch, frequency 0..p//2]
+    is_key = torch.zeros(power.shape[-1], dtype=torch.bool)
+    is_key[list(key_frequencies)] = True
+    return {"key freqs": power[..., is_key].sum(-1).sqrt(), "other freqs": power[..., ~is_key].sum(-1).sqrt(),
+            "= token": torch.linalg.vector_norm(W_E[..., p, :].double(), dim=-1)}
+
+
 def weight_norms(
-    run_or_model: Run | GrokTransformer, *, steps: Sequence[int] | None = None, progress: bool = False
+    run_or_model: Run | GrokTransformer, *, steps: Sequence[int] | None = None, progress: bool = False,
+    key_frequencies: Sequence[int] | None = None,
 ) -> WeightNormResult:
-    """L2 norm of every parameter and of all parameters together ("total") at each step."""
+    """L2 norm of every parameter and of all parameters together ("total") at each step, and the
+    embedding's split into key frequencies, other frequencies and the `=` row (`embedding_fourier_norms`,
+    parameters "embed.W_E (key freqs)", "embed.W_E (other freqs)", "embed.W_E (= token)"; not in the total).
+
+    key_frequencies: default `fourier.key_frequencies` of the final checkpoint (or of the single model).
+    """
     if isinstance(run_or_model, GrokTransformer):
         chunks = [([-1], {n: p.detach().cpu()[None] for n, p in run_or_model.named_parameters()})]
-        milestones = {}
+        milestones, final, p = {}, run_or_model, run_or_model.d_vocab_out
     elif isinstance(run_or_model, Run):
         chunks = _stacked_chunks(run_or_model, None, run_or_model.resolve_steps(steps), progress)
-        milestones = run_or_model.milestones
+        milestones, p = run_or_model.milestones, run_or_model.config.task.p
+        final = run_or_model.model("final") if key_frequencies is None else None
     else:
         raise TypeError(f"expected a Run or a GrokTransformer, got {type(run_or_model).__name__}")
+    keys = sorted(int(k) for k in (fourier.key_frequencies(final) if key_frequencies is None else key_frequencies))
     frames = []
     for chunk, params in chunks:
-        for name, l2 in parameter_norms(params).items():
+        split = embedding_fourier_norms(params["embed.W_E"], keys, p)
+        norms = {**parameter_norms(params), **{f"embed.W_E ({part})": l2 for part, l2 in split.items()}}
+        for name, l2 in norms.items():
             frames.append(pd.DataFrame({"step": chunk, "parameter": name, "l2": l2.numpy()}))
     table = pd.concat(frames, ignore_index=True).sort_values(["step", "parameter"], kind="stable")
-    return WeightNormResult(table.reset_index(drop=True), meta={"milestones": milestones})
+    return WeightNormResult(table.reset_index(drop=True), meta={"milestones": milestones, "key_frequencies": keys})
 
 
 def analyze(

@@ -58,11 +58,13 @@ def neuron_trajectories(
 
 
 def weight_norms(table: pd.DataFrame, milestones: dict, log_x: bool = False) -> go.Figure:
-    """Left: total L2 norm of all parameters; right: each parameter's L2 norm; against training step."""
+    """Left: total L2 norm of all parameters; right: each parameter's L2 norm (the embedding's Fourier
+    split dashed); against training step."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Total weight norm", "Per-parameter weight norm"))
     total = table[table["parameter"] == "total"]
     fig.add_trace(go.Scatter(x=total["step"], y=total["l2"], name="total", line_color="black"), row=1, col=1)
     for name, rows in table[table["parameter"] != "total"].groupby("parameter", sort=False):
-        fig.add_trace(go.Scatter(x=rows["step"], y=rows["l2"], name=name), row=1, col=2)
+        dash = "dash" if name.startswith("embed.W_E (") else "solid"
+        fig.add_trace(go.Scatter(x=rows["step"], y=rows["l2"], name=name, line_dash=dash), row=1, col=2)
     fig.update_yaxes(title_text="L2 norm", rangemode="tozero")
     return _finish(fig, milestones, "Weight norms (Omnigrok)", log_x)
