@@ -38,12 +38,13 @@ def main() -> None:
         return torch.cat([subnetworks.masked_logits(model, inputs, keep[m : m + 1], broadcast=False)
                           for m in range(len(keep))])
 
+    def batched(broadcast: bool):
+        return lambda: subnetworks.masked_logits(model, inputs, keep, broadcast=broadcast)
+
     timings = {
         "one mask per pass": timed(one_per_pass, args.repeats),
-        "batched, inputs repeated": timed(lambda: subnetworks.masked_logits(model, inputs, keep, broadcast=False),
-                                          args.repeats),
-        "batched, broadcast after hook_post": timed(lambda: subnetworks.masked_logits(model, inputs, keep, broadcast=True),
-                                                    args.repeats),
+        "batched, inputs repeated": timed(batched(False), args.repeats),
+        "batched, broadcast after hook_post": timed(batched(True), args.repeats),
     }
     torch.testing.assert_close(subnetworks.masked_logits(model, inputs, keep, broadcast=True), one_per_pass(),
                                rtol=1e-4, atol=1e-5)

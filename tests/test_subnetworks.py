@@ -36,7 +36,8 @@ def lookup_config(n_neurons: int) -> RunConfig:
 
 
 def lookup_state(config: RunConfig, pairs: torch.Tensor, scales: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Weights of the lookup model: neuron n handles pairs[n] = (a, b), with W_in column and W_out row times scales[n]."""
+    """Weights of the lookup model: neuron n handles pairs[n] = (a, b); its W_in column and W_out row
+    are multiplied by scales[n]."""
     model = GrokTransformer.for_task(config.model, P)
     state = {name: torch.zeros_like(value) for name, value in model.state_dict().items()}
     state["embed.W_E"][torch.arange(P + 1), torch.arange(P + 1)] = 1.0  # token t -> dim t, `=` -> dim p
@@ -254,7 +255,8 @@ def test_weight_norms_split_the_embedding_at_the_final_key_frequencies(lookup_ru
     parts = table[["embed.W_E (key freqs)", "embed.W_E (other freqs)", "embed.W_E (= token)"]].pow(2).sum(1)
     assert parts.to_numpy() == pytest.approx(table["embed.W_E"].pow(2).to_numpy(), rel=1e-9)
     chosen = subnetworks.weight_norms(lookup_run, steps=[40], key_frequencies=[1, 2, 3]).table.set_index("parameter")
-    assert chosen.loc["embed.W_E (other freqs)", "l2"] == pytest.approx(1.0)  # one-hot tokens: constant part √(p·1/p)
+    # one-hot token rows: only the constant component is left, √(p · 1/p) = 1
+    assert chosen.loc["embed.W_E (other freqs)", "l2"] == pytest.approx(1.0)
 
 
 def test_fourier_selection_ranks_by_the_fraction_explained_by_the_key_frequency(tiny_config):
@@ -316,7 +318,8 @@ def test_figures_have_milestones_and_linear_steps(lookup_run):
 
 
 def test_bad_options_raise_clear_errors(lookup_run):
-    with pytest.raises(ValueError, match=r"select='bogus' is not supported; expected one of 'norm', 'saliency', 'fourier'"):
+    with pytest.raises(ValueError, match=r"select='bogus' is not supported; "
+                                         r"expected one of 'norm', 'saliency', 'fourier'"):
         subnetworks.subnetwork_norms(lookup_run, select="bogus")
     with pytest.raises(ValueError, match=r"k=0 must be 'auto' or an integer in \[1, d_mlp=24\]"):
         subnetworks.subnetwork_norms(lookup_run, k=0)

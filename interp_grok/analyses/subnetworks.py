@@ -229,7 +229,8 @@ def _check_columns(name: str, table: pd.DataFrame, columns: list[str]) -> None:
 
 def _check_neurons(name: str, neurons: Tensor, d_mlp: int) -> None:
     if neurons.ndim != 1 or neurons.dtype != torch.long:
-        raise ValueError(f"{name} must be a 1-D int64 tensor of neuron indices, got {neurons.dtype} {tuple(neurons.shape)}")
+        raise ValueError(f"{name} must be a 1-D int64 tensor of neuron indices, "
+                         f"got {neurons.dtype} {tuple(neurons.shape)}")
     if len(neurons) and (neurons.min() < 0 or neurons.max() >= d_mlp or not bool((neurons.diff() > 0).all())):
         raise ValueError(f"{name} must hold sorted distinct neuron indices in [0, {d_mlp})")
 
