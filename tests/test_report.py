@@ -1,0 +1,124 @@
+"""analyze --all caching, the HTML report and compare."""
+
+import re
+
+import pytest
+
+from interp_grok import preset, train
+from interp_grok.analyses import suite
+from interp_grok.cli import main
+from interp_grok.compare import IncompatibleRuns, check_comparable
+from interp_grok.report import SECTIONS, write_report
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    config = preset("tiny").with_overrides(steps=40, eval_every=10, checkpoint_every=10, checkpoint_early=2)
+    return train(config, tmp_path_factory.mktemp("runs") / "small", progress=False)
+
+
+@pytest.fixture(scope="module")
+def analysed(small_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("analyses")
+    assert main(["analyze", str(small_run.path), "--all", "--quiet", "--out", str(root)]) == 0
+    return root
+
+
+def count_calls(monkeypatch) -> dict[str, int]:
+    calls = {name: 0 for name in suite.ANALYSES}
+    for name in suite.ANALYSES:
+        module = suite.module(name)
+
+        def counted(*args, _name=name, _original=module.analyze, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, "analyze", counted)
+    return calls
+
+
+def test_second_analyze_all_recomputes_nothing(small_run, analysed, monkeypatch, capsys):
+    calls = count_calls(monkeypatch)
+    main(["analyze", str(small_run.path), "--all", "--quiet", "--out", str(analysed)])
+    assert calls == {name: 0 for name in suite.ANALYSES}
+    assert capsys.readouterr().out.count("(cached)") == len(suite.ANALYSES)
+
+
+def test_other_options_or_steps_recompute_only_what_changed(small_run, tmp_path, monkeypatch):
+    suite.analyze_all(small_run, ["fourier", "subnetworks"], root=tmp_path)
+    calls = count_calls(monkeypatch)
+    suite.analyze_all(small_run, ["fourier", "subnetworks"], root=tmp_path, steps=small_run.steps[::2])
+    suite.analyze_all(small_run, ["fourier", "subnetworks"], root=tmp_path, steps=small_run.steps[::2],
+                      options={"subnetworks": {"select": "saliency"}})
+    assert calls == {"fourier": 1, "saliency": 0, "ablation": 0, "subnetworks": 2}
+
+
+def test_fingerprint_changes_with_a_checkpoint_checksum(small_run):
+    before = suite.fingerprint(small_run, "fourier", None, {})
+    small_run.manifest.entries[-1] = {**small_run.manifest.entries[-1], "sha256": "0" * 64}
+    try:
+        assert suite.fingerprint(small_run, "fourier", None, {}) != before
+    finally:
+        small_run.manifest = type(small_run.manifest).read(small_run.path)
+
+
+def test_report_has_every_section_and_figure_and_no_external_url(small_run, analysed):
+    path = write_report(small_run, analysed, compute=False)
+    assert path == analysed / small_run.name / "report.html"
+    page = path.read_text()
+    for heading in ["Run summary", "Training curves", *(SECTIONS[n][0] for n in suite.ANALYSES)]:
+        assert f"<h2>{heading}</h2>" in page
+    expected = {"training-linear", "training-log"}
+    for name in suite.ANALYSES:
+        expected |= {f"{name}-{key}" for key in suite.module(name).load(analysed / small_run.name / name).figures()}
+    assert set(re.findall(r'<div id="([\w-]+)" class="plotly-graph-div"', page)) == expected
+    assert {"fourier-mode_restricted_loss", "saliency-histograms", "saliency-skew", "ablation-damage_vs_step",
+            "subnetworks-subnetwork_norms", "subnetworks-weight_norms", "fourier-embedding_norms"} <= expected
+    assert 'src="http' not in page and "cdn.plot.ly" not in page
+    assert page.count("plotly.js v") == 1 or page.count("<script type=\"text/javascript\">/**") == 1
+    assert "memorization" in page and "test accuracy ≥ 50%" in page
+
+
+def test_report_without_compute_names_missing_analyses(small_run, tmp_path, capsys):
+    suite.analyze_all(small_run, ["fourier"], root=tmp_path)
+    assert main(["report", str(small_run.path), "--no-compute", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not computed" in out and "saliency, ablation, subnetworks" in out
+    page = (tmp_path / small_run.name / "report.html").read_text()
+    assert page.count("Not computed") == 3 and 'id="fourier-mode_share"' in page
+
+
+def test_report_png_without_kaleido_names_the_install(small_run, analysed, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "kaleido" else real(name, *a))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(small_run.path), "--png", "--no-compute", "--out", str(analysed)])
+    assert exit_info.value.code == 2
+    assert "pip install kaleido" in capsys.readouterr().err
+
+
+def test_compare_overlays_runs_of_one_task(small_run, analysed, tmp_path, capsys):
+    config = small_run.config.with_overrides(weight_decay=0.0)
+    other = train(config, tmp_path / "no_wd", progress=False)
+    html_path = tmp_path / "cmp.html"
+    assert main(["compare", str(small_run.path), str(other.path), "--out", str(analysed), "--html",
+                 str(html_path), "--quiet"]) == 0
+    page = html_path.read_text()
+    for key in ("training", "fourier", "saliency", "ablation", "norms"):
+        assert f'id="compare-{key}"' in page
+    assert 'src="http' not in page
+
+
+def test_compare_refuses_runs_of_different_p(small_run, tmp_path, capsys):
+    config = small_run.config.with_overrides(p=11)
+    other = train(config, tmp_path / "p11", progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(small_run.path), str(other.path), "--no-compute", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "add mod 13" in err and "add mod 11" in err and "same p and op" in err
+    with pytest.raises(IncompatibleRuns):
+        check_comparable([small_run, other])
