@@ -14,6 +14,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(VENV)/bin/interp-grok train --preset fast --out checkpoints/fast --overwrite
 	$(VENV)/bin/interp-grok info checkpoints/fast
+	$(VENV)/bin/interp-grok analyze checkpoints/fast --all
+	$(VENV)/bin/interp-grok report checkpoints/fast
+	@echo "report: $(CURDIR)/analyses/fast/report.html (opens offline in any browser)"
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
