@@ -46,8 +46,8 @@ def main(argv=None):
                                  progress=not args.fast)
 
     ms = run.milestones
-    marks = sorted({steps[0], steps[-1], *(min(steps, key=lambda s: abs(s - ms[m])) for m in ("memorization", "grokking")
-                                           if ms[m] is not None)})
+    nearest = {min(steps, key=lambda s: abs(s - ms[m])) for m in ("memorization", "grokking") if ms[m] is not None}
+    marks = sorted({steps[0], steps[-1], *nearest})
     skew = sal.skew[sal.skew["split"] == "train"].set_index("step")
     test = abl.table[(abl.table["split"] == "test") & (abl.table["k"] == ks[-1])]
     damage = test.groupby(["step", "selection"])["loss_increase"].mean().unstack()

@@ -122,7 +122,8 @@ def write_comparison(
         runs_html += f'<p class="note">Not computed for every run: {", ".join(absent)}.</p>'
     task = runs[0].config.task
     parts = [section("Runs", [runs_html], f"{task.op} mod {task.p}", anchor="runs")]
-    parts += [section(key.capitalize(), [figure_div(fig, f"compare-{key}")], anchor=key) for key, fig in figures.items()]
+    parts += [section(key.capitalize(), [figure_div(fig, f"compare-{key}")], anchor=key)
+              for key, fig in figures.items()]
     out = Path(path) if path is not None else root / "compare" / ("__".join(r.name for r in runs) + ".html")
     atomic_write(out, html_page(f"interp-grok compare: {' vs '.join(names)}", "\n".join(parts)))
     return out

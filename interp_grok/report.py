@@ -58,7 +58,8 @@ class MissingDependency(ImportError):
 
 def html_page(title: str, body: str) -> str:
     """A complete HTML document with plotly.js inlined once in the head (no external URL)."""
-    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>\n"
+    return (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n"
             f"<style>{STYLE}</style>\n<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n"
             f"<body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n")
 
@@ -72,7 +73,8 @@ def figure_div(fig: go.Figure, div_id: str) -> str:
 def section(heading: str, parts: Sequence[str], caption: str = "", anchor: str = "") -> str:
     anchor_attr = f' id="{html.escape(anchor)}"' if anchor else ""
     caption_html = f'<p class="caption">{html.escape(caption)}</p>' if caption else ""
-    return f"<section{anchor_attr}>\n<h2>{html.escape(heading)}</h2>\n{caption_html}\n" + "\n".join(parts) + "\n</section>"
+    body = "\n".join(parts)
+    return f"<section{anchor_attr}>\n<h2>{html.escape(heading)}</h2>\n{caption_html}\n{body}\n</section>"
 
 
 def _rows(rows: Sequence[tuple[str, str]]) -> str:
