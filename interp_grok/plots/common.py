@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -15,12 +16,16 @@ MILESTONE_LABELS = {"memorization": "train acc â‰¥ 99%", "grokking": "test acc â
 TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
 
 
-def mark_milestones(fig: go.Figure, milestones: dict[str, int | None], **line_kwargs) -> go.Figure:
-    """Dashed vertical lines at the memorization and grokking steps (on every subplot)."""
+def mark_milestones(fig: go.Figure, milestones: dict[str, int | None], log_x: bool = False,
+                    **line_kwargs) -> go.Figure:
+    """Dashed vertical lines at the memorization and grokking steps (on every subplot).
+
+    log_x: the step axis is (or will be) logarithmic; plotly places shapes on a log axis by log10(x).
+    """
     for key, label in MILESTONE_LABELS.items():
         step = milestones.get(key)
         if step is not None:
-            fig.add_vline(x=max(step, 1e-9), line_dash="dash", line_color="gray", opacity=0.7,
+            fig.add_vline(x=math.log10(max(step, 1)) if log_x else step, line_dash="dash", line_color="gray", opacity=0.7,
                           annotation_text=f"{label} (step {step})", annotation_position="top",
                           annotation_font_size=10, **line_kwargs)
     return fig
@@ -36,7 +41,7 @@ def training_curves(metrics: pd.DataFrame, title: str = "", log_x: bool = False)
     fig.update_yaxes(type="log", title_text="cross-entropy (nats)", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(title_text="training step", type="log" if log_x else "linear")
-    mark_milestones(fig, find_milestones(metrics))
+    mark_milestones(fig, find_milestones(metrics), log_x=log_x)
     fig.update_layout(title=title or "Training curves", template="plotly_white", height=420)
     return fig
 
