@@ -131,3 +131,18 @@ def test_compare_refuses_runs_of_different_p(small_run, tmp_path, capsys):
     assert "add mod 13" in err and "add mod 11" in err and "same p and op" in err
     with pytest.raises(IncompatibleRuns):
         check_comparable([small_run, other])
+
+
+def test_log_step_training_curves_place_milestones_at_the_milestone_step():
+    import math
+
+    import pandas as pd
+
+    from interp_grok.plots.common import training_curves
+
+    metrics = pd.DataFrame({"step": [0, 10, 100, 200], "train_loss": [2.0, 1.0, 0.1, 0.01],
+                            "test_loss": [2.0, 2.0, 1.0, 0.01], "train_acc": [0.0, 0.5, 1.0, 1.0],
+                            "test_acc": [0.0, 0.0, 0.2, 1.0]})
+    lines = {shape.x0 for shape in training_curves(metrics, log_x=True).layout.shapes}
+    assert lines == {math.log10(100), math.log10(200)}  # plotly places shapes on log axes by log10
+    assert {shape.x0 for shape in training_curves(metrics).layout.shapes} == {100, 200}
