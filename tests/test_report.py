@@ -143,6 +143,8 @@ def test_log_step_training_curves_place_milestones_at_the_milestone_step():
     metrics = pd.DataFrame({"step": [0, 10, 100, 200], "train_loss": [2.0, 1.0, 0.1, 0.01],
                             "test_loss": [2.0, 2.0, 1.0, 0.01], "train_acc": [0.0, 0.5, 1.0, 1.0],
                             "test_acc": [0.0, 0.0, 0.2, 1.0]})
-    lines = {shape.x0 for shape in training_curves(metrics, log_x=True).layout.shapes}
-    assert lines == {math.log10(100), math.log10(200)}  # plotly places shapes on log axes by log10
-    assert {shape.x0 for shape in training_curves(metrics).layout.shapes} == {100, 200}
+    log_fig, linear_fig = training_curves(metrics, log_x=True), training_curves(metrics)
+    # shapes sit at the data value on either axis; annotations on a log axis at its log10
+    assert {shape.x0 for shape in log_fig.layout.shapes} == {100, 200}
+    assert {a.x for a in log_fig.layout.annotations if "step" in a.text} == {math.log10(100), math.log10(200)}
+    assert {a.x for a in linear_fig.layout.annotations if "step" in a.text} == {100, 200}

@@ -20,14 +20,16 @@ def mark_milestones(fig: go.Figure, milestones: dict[str, int | None], log_x: bo
                     **line_kwargs) -> go.Figure:
     """Dashed vertical lines at the memorization and grokking steps (on every subplot).
 
-    log_x: the step axis is (or will be) logarithmic; plotly places shapes on a log axis by log10(x).
+    log_x: the step axis is (or will be) logarithmic. Plotly places shapes by data value on a log
+    axis but annotations by log10 of it, so the labels then need log10(step).
     """
     for key, label in MILESTONE_LABELS.items():
         step = milestones.get(key)
         if step is not None:
-            fig.add_vline(x=math.log10(max(step, 1)) if log_x else step, line_dash="dash", line_color="gray", opacity=0.7,
+            fig.add_vline(x=max(step, 1e-9), line_dash="dash", line_color="gray", opacity=0.7,
                           annotation_text=f"{label} (step {step})", annotation_position="top",
-                          annotation_font_size=10, **line_kwargs)
+                          annotation_font_size=10, annotation={"x": math.log10(max(step, 1))} if log_x else None,
+                          **line_kwargs)
     return fig
 
 
