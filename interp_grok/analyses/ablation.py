@@ -1,0 +1,469 @@
+"""Top-k neuron ablation: delete the k highest-ranked MLP neurons at each checkpoint and measure the damage.
+
+The hypothesis ("SGD prefers general circuits"): as the general (Fourier) circuit forms, the most
+salient neurons carry more and more of the answer, so deleting the top k hurts more and more,
+while deleting k random neurons (the control, several seeded draws) or the k least salient hurts
+little.
+
+```python
+abl = ablation.topk_ablation(run, ks=[1, 4, 16, 64], mode="zero", rank_by="norm", random_draws=5)
+abl.table   # step, k, selection (top|random|bottom), draw, split (train|test), loss, acc, loss_increase, acc_drop
+abl.plot()
+```
+
+Ablation sets `blocks.{layer}.mlp.hook_post` of the chosen neurons to a replacement (0, or the
+neuron's mean activation over every input of the task) on all inputs. Fast path: when the layer
+is the last one and no LayerNorm follows it, the logits are linear in hook_post, so
+
+    logits_ablated = logits - ((post - replacement)[:, neurons] @ (W_out @ W_U)[neurons])
+
+from one clean forward pass per checkpoint; otherwise each neuron set gets a hooked forward pass.
+
+Rankings (`rank_by`, scores per neuron, higher = more important):
+- "saliency": median |integrated gradient| over the training inputs (`saliency.neuron_saliency`);
+- "norm": ||W_in[:, n]|| * ||W_out[n, :]||, the product of the neuron's input and output weight
+  norms (how strongly it can read from and write to the residual stream; needs no data);
+- "fourier": the fraction of the neuron's activation variance explained by its key frequency
+  (`fourier.neuron_frequencies`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from ..evaluate import per_input_loss
+from ..model import GrokTransformer
+from ..run import Run
+from ..tasks import Dataset
+from .results import load_result, result_dir, save_result
+from .trajectory import over_steps
+
+logger = logging.getLogger(__name__)
+
+MODES = ("zero", "mean")
+RANKINGS = ("saliency", "norm", "fourier")
+SELECTIONS = ("top", "random", "bottom")
+SPLITS = ("train", "test")
+TABLE_COLUMNS = ["step", "k", "selection", "draw", "split", "loss", "acc", "loss_increase", "acc_drop"]
+CLEAN_COLUMNS = ["step", "split", "loss", "acc"]
+DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+MAX_CHUNK_ELEMENTS = 2**24  # ablated logits held at once: sets * inputs * vocab (64 MB in float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure math: tensors in, tensors out.
+
+
+def neuron_norms(
+    W_in: Float[Tensor, "... d_model d_mlp"], W_out: Float[Tensor, "... d_mlp d_model"]
+) -> Float[Tensor, "... d_mlp"]:
+    """||W_in[:, n]|| * ||W_out[n, :]|| for every neuron n (leading axes, e.g. steps, kept)."""
+    return W_in.norm(dim=-2) * W_out.norm(dim=-1)
+
+
+def ranking(scores: Float[Tensor, " d_mlp"]) -> Int[Tensor, " d_mlp"]:
+    """Neuron ids from the highest score to the lowest (ties: lower id first)."""
+    return torch.sort(-scores, stable=True).indices
+
+
+def random_rankings(d_mlp: int, draws: int, seed: int) -> Int[Tensor, "draws d_mlp"]:
+    """`draws` seeded random permutations of the neurons; random-k of draw r is row r's first k.
+
+    The same sets serve every step and every k (nested like top-k), so the control does not depend
+    on which steps or ks are asked for.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(d_mlp, generator=generator) for _ in range(draws)] or
+                       [torch.empty(0, d_mlp, dtype=torch.long)]).reshape(draws, d_mlp)
+
+
+def ablated_logits(
+    logits: Float[Tensor, "batch vocab"],
+    post: Float[Tensor, "batch d_mlp"],
+    replacement: Float[Tensor, " d_mlp"],
+    neurons: Int[Tensor, "sets k"],
+    W_OU: Float[Tensor, "d_mlp vocab"],
+) -> Float[Tensor, "sets batch vocab"]:
+    """Logits with each set's neurons replaced, for a model whose logits are linear in `post`.
+
+    logits - (post - replacement)[:, set] @ W_OU[set], with W_OU = W_out @ W_U (no LayerNorm after
+    the MLP). Costs batch * k * vocab per set, not batch * d_mlp * vocab.
+    """
+    delta = (post - replacement)[:, neurons]  # [batch, sets, k]
+    change = torch.einsum("bsk,skv->sbv", delta, W_OU[neurons])
+    return logits - change
+
+
+def split_metrics(
+    logits: Float[Tensor, "sets batch vocab"], labels: Int[Tensor, " batch"], masks: Sequence[Tensor]
+) -> tuple[Float[Tensor, "sets splits"], Float[Tensor, "sets splits"]]:
+    """(mean cross-entropy in float64, accuracy) of every set on each input mask."""
+    losses = per_input_loss(logits, labels)  # [sets, batch]
+    correct = (logits.argmax(-1) == labels).double()
+    loss = torch.stack([losses[:, m].mean(-1) for m in masks], dim=-1)
+    acc = torch.stack([correct[:, m].mean(-1) for m in masks], dim=-1)
+    return loss, acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Ablating one model.
+
+
+class NeuronAblation:
+    """Ablate sets of MLP neurons of one model on fixed inputs: one clean pass, then any number of sets.
+
+    ```python
+    abl = NeuronAblation(model, dataset.inputs, mode="mean")
+    abl.logits(torch.tensor([[3, 7], [1, 2]]))   # [2 sets, batch, vocab]
+    ```
+    `linear` says whether the fast path applies (the ablated layer is the last block and the model
+    has no LayerNorm); `hooked_logits` always uses real hooked forward passes.
+    """
+
+    def __init__(self, model: GrokTransformer, inputs: Int[Tensor, "batch 3"], *, mode: str = "zero", layer: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is not supported; expected 'zero' or 'mean'")
+        n_layers = model.cfg.n_layers
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer={layer!r} is out of range for a model with {n_layers} block(s)")
+        self.model, self.mode, self.layer = model, mode, layer
+        self.hook_name = f"blocks.{layer}.mlp.hook_post"
+        self.inputs = inputs.to(next(model.parameters()).device)
+        self.d_mlp = model.cfg.d_mlp
+        self.linear = layer == n_layers - 1 and model.cfg.normalization is None
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(self.inputs, final_only=True, names_filter=self.hook_name)
+        post = cache[self.hook_name]  # [batch, pos, d_mlp]; pos = 1 in the last block
+        self.clean_logits: Float[Tensor, "batch vocab"] = logits[:, -1]
+        self.post: Float[Tensor, "batch d_mlp"] = post[:, -1]
+        # [pos, d_mlp]: the replacement value of every neuron at every position
+        self.replacement = post.mean(0) if mode == "mean" else torch.zeros_like(post[0])
+        if self.linear:
+            self.W_OU = model.blocks[layer].mlp.W_out.detach() @ model.unembed.W_U.detach()
+
+    def _check(self, neurons: Tensor) -> Tensor:
+        neurons = torch.as_tensor(neurons, dtype=torch.long, device=self.post.device)
+        if neurons.ndim != 2:
+            raise ValueError(f"neurons must be [sets, k] neuron ids, got shape {tuple(neurons.shape)}")
+        if neurons.numel() and (neurons.min() < 0 or neurons.max() >= self.d_mlp):
+            raise ValueError(f"neuron ids must be in [0, {self.d_mlp}), got {neurons.min()}..{neurons.max()}")
+        return neurons
+
+    @torch.no_grad()
+    def logits(self, neurons: Int[Tensor, "sets k"]) -> Float[Tensor, "sets batch vocab"]:
+        """Final-position logits with each set of neurons ablated (fast path when `linear`)."""
+        neurons = self._check(neurons)
+        if not self.linear:
+            return self.hooked_logits(neurons)
+        return ablated_logits(self.clean_logits, self.post, self.replacement[-1], neurons, self.W_OU)
+
+    @torch.no_grad()
+    def hooked_logits(self, neurons: Int[Tensor, "sets k"]) -> Float[Tensor, "sets batch vocab"]:
+        """The same through one hooked forward pass per set (the reference the fast path is tested against)."""
+        neurons = self._check(neurons)
+        out = []
+        for row in neurons:
+            mask = torch.zeros(self.d_mlp, dtype=torch.bool, device=row.device)
+            mask[row] = True
+
+            def ablate(act: Tensor, hook, mask=mask) -> Tensor:
+                return torch.where(mask, self.replacement, act)  # [batch, pos, d_mlp]
+
+            logits = self.model.run_with_hooks(self.inputs, final_only=True, fwd_hooks=[(self.hook_name, ablate)])
+            out.append(logits[:, -1])
+        return torch.stack(out) if out else self.clean_logits.new_empty(0, *self.clean_logits.shape)
+
+    def metrics(
+        self, neurons: Int[Tensor, "sets k"], labels: Int[Tensor, " batch"], masks: Sequence[Tensor]
+    ) -> tuple[Float[Tensor, "sets splits"], Float[Tensor, "sets splits"]]:
+        """(loss, acc) per set and input mask, in chunks of sets that bound memory."""
+        neurons = self._check(neurons)
+        labels = labels.to(self.post.device)
+        masks = [m.to(self.post.device) for m in masks]
+        chunk = max(1, MAX_CHUNK_ELEMENTS // self.clean_logits.numel())
+        parts = [split_metrics(self.logits(neurons[i : i + chunk]), labels, masks)
+                 for i in range(0, len(neurons), chunk)]
+        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rankings: [n_steps, d_mlp] scores (n_steps = 1 for a single model), higher = more important.
+
+
+def _norm_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, layer: int, progress: bool) -> Tensor:
+    names = [f"blocks.{layer}.mlp.W_in", f"blocks.{layer}.mlp.W_out"]
+    if isinstance(run_or_model, GrokTransformer):
+        params = dict(run_or_model.named_parameters())
+        return neuron_norms(params[names[0]].detach(), params[names[1]].detach()).cpu()[None]
+    stacked = run_or_model.stacked(names, steps)
+    return neuron_norms(stacked[names[0]], stacked[names[1]])
+
+
+def _saliency_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, layer: int, progress: bool) -> Tensor:
+    from . import saliency
+
+    _require_layer_0("saliency", layer)
+    result = None
+    if isinstance(run_or_model, Run):
+        saved = result_dir(run_or_model, "saliency")
+        if (saved / "meta.json").exists():
+            result = saliency.load(saved)
+            if not set(steps) <= set(result.medians["step"]):
+                logger.info("saved saliency in %s lacks some steps; computing it", saved)
+                result = None
+    if result is None:
+        result = saliency.neuron_saliency(run_or_model, steps=steps, progress=progress)
+    train = result.medians[result.medians["split"] == "train"]
+    if steps is None:
+        return _scores_from_long(train, "median_abs")[None]
+    grid = train.pivot_table(index="step", columns="neuron", values="median_abs")
+    return torch.tensor(grid.loc[steps].to_numpy(), dtype=torch.float64)
+
+
+def _fourier_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, layer: int, progress: bool) -> Tensor:
+    from . import fourier
+
+    _require_layer_0("fourier", layer)
+    _, fractions = over_steps(run_or_model, lambda model: torch.as_tensor(fourier.neuron_frequencies(model)[1]),
+                              steps=steps, progress=progress)
+    return torch.stack(fractions).double()
+
+
+def _scores_from_long(table: pd.DataFrame, column: str) -> Tensor:
+    ordered = table.sort_values("neuron")
+    return torch.tensor(ordered[column].to_numpy(), dtype=torch.float64)
+
+
+def _require_layer_0(rank_by: str, layer: int) -> None:
+    if layer != 0:
+        raise ValueError(f"rank_by={rank_by!r} ranks the neurons of block 0 only; use layer=0 or rank_by='norm'")
+
+
+_SCORERS: dict[str, Callable[[Run | GrokTransformer, list[int] | None, int, bool], Tensor]] = {
+    "saliency": _saliency_scores, "norm": _norm_scores, "fourier": _fourier_scores,
+}
+
+
+def neuron_scores(
+    run_or_model: Run | GrokTransformer, rank_by: str = "saliency", *, steps: Sequence[int] | None = None,
+    progress: bool = False, layer: int = 0,
+) -> Float[Tensor, "n_steps d_mlp"]:
+    """Importance of every neuron at each step (one row for a single model) by `rank_by`."""
+    if rank_by not in RANKINGS:
+        raise ValueError(f"rank_by={rank_by!r} is not supported; expected one of {', '.join(map(repr, RANKINGS))}")
+    if isinstance(run_or_model, Run):
+        steps = run_or_model.resolve_steps(steps)
+    elif steps is not None:
+        raise ValueError("steps= only applies to a Run; a single model has no steps")
+    return _SCORERS[rank_by](run_or_model, steps, layer, progress).double()
+
+
+# ---------------------------------------------------------------------------------------------
+# The result.
+
+
+@dataclass
+class AblationResult:
+    """Top-k, random-k and bottom-k ablations over training.
+
+    table:  one row per step x k x selection x draw x split: loss (mean cross-entropy, nats), acc
+            (fraction correct), loss_increase = loss - clean loss, acc_drop = clean acc - acc (at the
+            same step). selection: top | random | bottom; draw: 0..random_draws-1 for random, 0 else.
+            step = -1 for a single model.
+    clean:  step, split, loss, acc of the unablated model.
+    scores: [n_ranked, d_mlp] the ranking scores: one row per step ("per-step"), or the reference
+            step's single row (fixed set).
+    meta:   the options (ks, mode, rank_by, reference, random_draws, seed, bottom, layer, steps,
+            scored_steps) and the run's milestones.
+    """
+
+    table: pd.DataFrame
+    clean: pd.DataFrame
+    scores: Float[Tensor, "n_ranked d_mlp"]
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, columns in (("table", TABLE_COLUMNS), ("clean", CLEAN_COLUMNS)):
+            missing = [c for c in columns if c not in getattr(self, name).columns]
+            if missing:
+                raise ValueError(f"AblationResult.{name} lacks columns {missing}; expected {columns}")
+        bad = set(self.table["selection"]) - set(SELECTIONS)
+        if bad:
+            raise ValueError(f"AblationResult.table has unknown selections {sorted(bad)}; expected {SELECTIONS}")
+        if self.scores.ndim != 2:
+            raise ValueError(f"AblationResult.scores must be [n_ranked, d_mlp], got shape {tuple(self.scores.shape)}")
+
+    @property
+    def milestones(self) -> dict[str, int | None]:
+        return self.meta.get("milestones", {})
+
+    def save(self, directory: str | Path) -> Path:
+        return save_result(directory, tables={"table": self.table, "clean": self.clean},
+                           arrays={"scores": self.scores.contiguous()}, meta={"analysis": "ablation", **self.meta})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> AblationResult:
+        tables, arrays, meta = load_result(directory)
+        meta.pop("analysis", None)
+        return cls(table=tables["table"], clean=tables["clean"], scores=arrays["scores"], meta=meta)
+
+    def plot(self, split: str = "test", log_x: bool = False):
+        """Loss increase against step per k, top-k against the random band (damage vs k for one model)."""
+        from ..plots import ablation as plots
+
+        if (self.table["step"] < 0).all():
+            return plots.damage_vs_k(self.table, split=split)
+        return plots.damage_vs_step(self.table, self.milestones, split=split, log_x=log_x)
+
+    def figures(self) -> dict:
+        from ..plots import ablation as plots
+
+        if (self.table["step"] < 0).all():
+            return {f"damage_vs_k_{s}": plots.damage_vs_k(self.table, split=s) for s in SPLITS}
+        return {
+            "damage_vs_step": plots.damage_vs_step(self.table, self.milestones, split="test"),
+            "damage_vs_step_train": plots.damage_vs_step(self.table, self.milestones, split="train"),
+            "acc_drop_vs_step": plots.damage_vs_step(self.table, self.milestones, metric="acc_drop", split="test"),
+            "damage_vs_k": plots.damage_vs_k(self.table, milestones=self.milestones, split="test"),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# The analysis.
+
+
+def _check_ks(ks: Sequence[int], d_mlp: int) -> list[int]:
+    ks = [int(k) for k in ks]
+    if not ks:
+        raise ValueError("ks is empty; give at least one number of neurons to ablate, e.g. ks=[1, 4, 16]")
+    bad = [k for k in ks if not 1 <= k <= d_mlp]
+    if bad:
+        raise ValueError(f"ks={ks} includes {bad}: each k must be between 1 and d_mlp={d_mlp} (the model's neurons)")
+    return sorted(set(ks))
+
+
+def _neuron_sets(order: Tensor, random_orders: Tensor, k: int, bottom: bool) -> tuple[Tensor, list[tuple[str, int]]]:
+    """[sets, k] neuron ids for top-k, bottom-k and each random draw, with (selection, draw) labels."""
+    rows, labels = [order[:k], *random_orders[:, :k]], [("top", 0), *(("random", r) for r in range(len(random_orders)))]
+    if bottom:
+        rows.append(order.flip(0)[:k])
+        labels.append(("bottom", 0))
+    return torch.stack(rows), labels
+
+
+def topk_ablation(
+    run_or_model: Run | GrokTransformer,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    mode: str = "zero",
+    rank_by: str = "saliency",
+    random_draws: int = 5,
+    seed: int = 0,
+    reference: str | int = "per-step",
+    bottom: bool = True,
+    layer: int = 0,
+    steps: Sequence[int] | None = None,
+    progress: bool = False,
+    dataset: Dataset | None = None,
+) -> AblationResult:
+    """Ablate the top-k neurons (by `rank_by`), k random ones (`random_draws` seeded draws) and the
+    bottom k, for every k and step; loss and accuracy on train and test against the clean model.
+
+    reference: "per-step" ranks the neurons at each step; "final" or a step number ablates the
+    fixed top-k (and bottom-k) set of that step at every step. A Run is evaluated on its own
+    dataset and split; a single model needs `dataset=` (e.g. `make_dataset(task_config)`).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not supported; expected 'zero' or 'mean'")
+    if random_draws < 0:
+        raise ValueError(f"random_draws={random_draws!r} must be >= 0")
+    is_run = isinstance(run_or_model, Run)
+    if not is_run and not isinstance(run_or_model, GrokTransformer):
+        raise TypeError(f"expected a Run or a GrokTransformer, got {type(run_or_model).__name__}")
+    if is_run:
+        dataset = dataset or run_or_model.dataset
+        steps = run_or_model.resolve_steps(steps)
+        d_mlp = run_or_model.config.model.d_mlp
+    else:
+        if dataset is None:
+            raise ValueError("a single model needs dataset= (e.g. make_dataset(task_config)) to evaluate on")
+        if reference != "per-step":
+            raise ValueError(f"reference={reference!r} only applies to a Run; a single model uses reference='per-step'")
+        d_mlp = run_or_model.cfg.d_mlp
+    ks = _check_ks(ks, d_mlp)
+
+    if reference == "per-step":
+        scored_steps = steps
+        scores = neuron_scores(run_or_model, rank_by, steps=steps, progress=progress, layer=layer)
+        orders = [ranking(s) for s in scores]
+    else:
+        scored_steps = [_resolve_reference(run_or_model, reference)]
+        scores = neuron_scores(run_or_model, rank_by, steps=scored_steps, progress=progress, layer=layer)
+        orders = [ranking(scores[0])] * len(steps)
+    random_orders = random_rankings(d_mlp, random_draws, seed)
+    masks = [dataset.split(s) for s in SPLITS]
+    order_iter = iter(orders)
+
+    def ablate(model: GrokTransformer) -> tuple[Tensor, Tensor, Tensor, Tensor, list[tuple[int, str, int]]]:
+        order = next(order_iter)
+        abl = NeuronAblation(model, dataset.inputs, mode=mode, layer=layer)
+        clean_loss, clean_acc = split_metrics(abl.clean_logits[None], dataset.labels.to(abl.post.device),
+                                              [m.to(abl.post.device) for m in masks])
+        sets, labels = [], []
+        for k in ks:
+            neurons, names = _neuron_sets(order, random_orders, k, bottom)
+            loss, acc = abl.metrics(neurons, dataset.labels, masks)
+            sets.append((loss, acc))
+            labels.extend((k, sel, draw) for sel, draw in names)
+        loss = torch.cat([s[0] for s in sets])
+        acc = torch.cat([s[1] for s in sets])
+        return clean_loss[0].cpu(), clean_acc[0].cpu(), loss, acc, labels
+
+    done_steps, per_step = over_steps(run_or_model, ablate, steps=steps if is_run else None, progress=progress)
+    table, clean = _tables(done_steps or [-1], per_step)
+    meta = {"ks": ks, "mode": mode, "rank_by": rank_by, "reference": reference if reference == "per-step"
+            else scored_steps[0], "random_draws": random_draws, "seed": seed, "bottom": bottom, "layer": layer,
+            "steps": done_steps, "scored_steps": scored_steps,
+            "milestones": run_or_model.milestones if is_run else {}}
+    return AblationResult(table=table, clean=clean, scores=scores.float(), meta=meta)
+
+
+def _resolve_reference(run: Run, reference: str | int) -> int:
+    if isinstance(reference, str) and reference not in ("final", "last") and not reference.isdigit():
+        raise ValueError(f"reference={reference!r} is not supported; expected 'per-step', 'final' or a step number")
+    return run.resolve_step(reference)
+
+
+def _tables(steps: list[int], per_step: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows ordered by step, k, selection (top, random draws, bottom), split."""
+    rows, clean_rows = [], []
+    for step, (clean_loss, clean_acc, loss, acc, labels) in zip(steps, per_step):
+        clean_loss, clean_acc, loss, acc = (t.tolist() for t in (clean_loss, clean_acc, loss, acc))
+        clean_rows.extend((step, split, clean_loss[j], clean_acc[j]) for j, split in enumerate(SPLITS))
+        for i, (k, selection, draw) in enumerate(labels):
+            for j, split in enumerate(SPLITS):
+                rows.append((step, k, selection, draw, split, loss[i][j], acc[i][j],
+                             loss[i][j] - clean_loss[j], clean_acc[j] - acc[i][j]))
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS), pd.DataFrame(clean_rows, columns=CLEAN_COLUMNS)
+
+
+def analyze(
+    run: Run, *, steps: Sequence[int] | None = None, progress: bool = False, ks: Sequence[int] = DEFAULT_KS,
+    mode: str = "zero", rank_by: str = "saliency", random_draws: int = 5, seed: int = 0,
+    reference: str | int = "per-step",
+) -> AblationResult:
+    """What `interp-grok analyze RUN --ablation` runs: `topk_ablation` over the run's checkpoints."""
+    return topk_ablation(run, ks=ks, mode=mode, rank_by=rank_by, random_draws=random_draws, seed=seed,
+                         reference=reference, steps=steps, progress=progress)
+
+
+def load(directory: str | Path) -> AblationResult:
+    return AblationResult.load(directory)
