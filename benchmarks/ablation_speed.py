@@ -2,8 +2,9 @@
 
 Trains a short p = 113 run of the reference architecture (d_model 128, d_mlp 512; ~100 checkpoints),
 then, side by side on the same checkpoints and neuron sets (7 ks x (top + 5 random + bottom)):
-  hooked:  one `run_with_hooks` forward pass per neuron set
-  batched: one clean pass per checkpoint, then logits - (post - replacement)[:, set] @ (W_out W_U)[set]
+  hooked:  one `run_with_hooks` forward pass per neuron set, float64 log-softmax
+  batched: one clean pass per checkpoint, then logits - (post - replacement)[:, set] @ (W_out W_U)[set],
+           nested sets sharing work (`NeuronAblation.prefix_metrics`)
 and finally the whole trajectory through `ablation.topk_ablation` (rank_by="norm").
 
     python benchmarks/ablation_speed.py            # ~1-2 minutes on 2 CPU cores
@@ -20,6 +21,7 @@ import torch
 
 from interp_grok import preset, train
 from interp_grok.analyses import ablation
+from interp_grok.evaluate import per_input_loss
 
 KS = (1, 2, 4, 8, 16, 32, 64)
 DRAWS = 5
@@ -33,18 +35,22 @@ def time_paths(run, steps: list[int]) -> tuple[float, float, float]:
     hooked = batched = diff = 0.0
     for step, model in run.models(steps):
         order = ablation.ranking(ablation.neuron_norms(model.blocks[0].mlp.W_in, model.blocks[0].mlp.W_out).detach())
-        neurons = [ablation._neuron_sets(order, random_orders, k, bottom=True)[0] for k in KS]
+        orderings, _ = ablation._orderings(order, random_orders, bottom=True)
 
         start = time.perf_counter()
         abl = ablation.NeuronAblation(model, dataset.inputs)
-        fast = [abl.metrics(sets, dataset.labels, masks)[0] for sets in neurons]
+        fast, _ = abl.prefix_metrics(orderings, KS, dataset.labels, masks)  # [orderings, ks, splits]
         batched += time.perf_counter() - start
 
         start = time.perf_counter()
-        slow = [ablation.split_metrics(abl.hooked_logits(sets[i : i + 1]), dataset.labels, masks)[0]
-                for sets in neurons for i in range(len(sets))]
+        slow = torch.zeros_like(fast)
+        columns = torch.stack(masks, dim=-1).double()
+        for i, k in enumerate(KS):
+            for r in range(len(orderings)):
+                logits = abl.hooked_logits(orderings[r : r + 1, :k])
+                slow[r, i] = ablation.split_means(per_input_loss(logits, dataset.labels), columns)[0]
         hooked += time.perf_counter() - start
-        diff = max(diff, (torch.cat(fast) - torch.cat(slow)).abs().max().item())
+        diff = max(diff, (fast - slow).abs().max().item())
     return hooked, batched, diff
 
 

@@ -72,6 +72,34 @@ def test_fast_path_equals_hooked_forward_passes(tiny_run, tiny_model, mode):
     assert no_hooks_left(tiny_model)
 
 
+def test_nested_prefix_metrics_equal_hooked_forward_passes(tiny_run, tiny_model):
+    dataset = tiny_run.dataset
+    masks = [dataset.split("train"), dataset.split("test")]
+    orders = ablation.random_rankings(64, 3, seed=1)
+    abl = NeuronAblation(tiny_model, dataset.inputs, mode="mean")
+    loss, acc = abl.prefix_metrics(orders, [0, 1, 6, 64], dataset.labels, masks)
+    for i, k in enumerate([0, 1, 6, 64]):
+        logits = abl.hooked_logits(orders[:, :k])
+        losses = per_input_loss(logits, dataset.labels)
+        correct = (logits.argmax(-1) == dataset.labels).double()
+        for j, mask in enumerate(masks):
+            torch.testing.assert_close(loss[:, i, j], losses[:, mask].mean(-1), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(acc[:, i, j], correct[:, mask].mean(-1), atol=1e-12, rtol=0)
+
+
+def test_cross_entropy_without_cancellation_matches_float64_log_softmax():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 50, 11, generator=generator) * torch.tensor([1.0, 10.0, 300.0])[:, None, None]
+    labels = torch.randint(0, 11, (50,), generator=generator)
+    logits[0, :10] = -20.0
+    logits[0, torch.arange(10), labels[:10]] = torch.linspace(-5, 4, 10)  # losses from ~0.7 down to ~1e-10
+    expected = per_input_loss(logits, labels)
+    correct = logits.argmax(-1) == labels
+    loss, got_correct = ablation.cross_entropy_and_correct_(logits.clone(), labels)
+    torch.testing.assert_close(loss.double(), expected, atol=0, rtol=1e-5)
+    assert expected[0, :10].min() < 1e-9 and torch.equal(got_correct, correct)
+
+
 def test_ablating_all_neurons_equals_removing_the_mlp_output(tiny_run, tiny_model):
     inputs = tiny_run.dataset.inputs
     expected = tiny_model.run_with_hooks(inputs, final_only=True,

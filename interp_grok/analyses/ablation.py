@@ -36,10 +36,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from jaxtyping import Float, Int
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from ..evaluate import per_input_loss
 from ..model import GrokTransformer
 from ..run import Run
 from ..tasks import Dataset
@@ -55,7 +55,7 @@ SPLITS = ("train", "test")
 TABLE_COLUMNS = ["step", "k", "selection", "draw", "split", "loss", "acc", "loss_increase", "acc_drop"]
 CLEAN_COLUMNS = ["step", "split", "loss", "acc"]
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
-MAX_CHUNK_ELEMENTS = 2**24  # ablated logits held at once: sets * inputs * vocab (64 MB in float32)
+MAX_CHUNK_ELEMENTS = 2**24  # ablated logits per buffer: orderings * inputs * vocab (64 MB in float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,30 +87,43 @@ def random_rankings(d_mlp: int, draws: int, seed: int) -> Int[Tensor, "draws d_m
 
 def ablated_logits(
     logits: Float[Tensor, "batch vocab"],
-    post: Float[Tensor, "batch d_mlp"],
-    replacement: Float[Tensor, " d_mlp"],
+    delta: Float[Tensor, "d_mlp batch"],
     neurons: Int[Tensor, "sets k"],
     W_OU: Float[Tensor, "d_mlp vocab"],
+    out: Float[Tensor, "sets batch vocab"] | None = None,
 ) -> Float[Tensor, "sets batch vocab"]:
-    """Logits with each set's neurons replaced, for a model whose logits are linear in `post`.
+    """Logits with each set's neurons replaced, for a model whose logits are linear in hook_post.
 
-    logits - (post - replacement)[:, set] @ W_OU[set], with W_OU = W_out @ W_U (no LayerNorm after
-    the MLP). Costs batch * k * vocab per set, not batch * d_mlp * vocab.
+    delta = (post - replacement).T, how far ablation moves each activation (neuron-major, so a set's
+    rows gather contiguously); W_OU = W_out @ W_U (no LayerNorm after the MLP). Returns
+    logits - delta[set].T @ W_OU[set]: batch * k * vocab per set, not a forward pass.
     """
-    delta = (post - replacement)[:, neurons]  # [batch, sets, k]
-    change = torch.einsum("bsk,skv->sbv", delta, W_OU[neurons])
-    return logits - change
+    return torch.baddbmm(logits.expand(len(neurons), -1, -1), delta[neurons].transpose(1, 2), W_OU[neurons],
+                         alpha=-1, out=out)
 
 
-def split_metrics(
-    logits: Float[Tensor, "sets batch vocab"], labels: Int[Tensor, " batch"], masks: Sequence[Tensor]
-) -> tuple[Float[Tensor, "sets splits"], Float[Tensor, "sets splits"]]:
-    """(mean cross-entropy in float64, accuracy) of every set on each input mask."""
-    losses = per_input_loss(logits, labels)  # [sets, batch]
-    correct = (logits.argmax(-1) == labels).double()
-    loss = torch.stack([losses[:, m].mean(-1) for m in masks], dim=-1)
-    acc = torch.stack([correct[:, m].mean(-1) for m in masks], dim=-1)
-    return loss, acc
+def cross_entropy_and_correct_(
+    logits: Float[Tensor, "sets batch vocab"], labels: Int[Tensor, " batch"]
+) -> tuple[Float[Tensor, "sets batch"], Bool[Tensor, "sets batch"]]:
+    """Per-input cross-entropy and whether the label's logit is strictly the largest; overwrites `logits`.
+
+    The loss is softplus(logsumexp over c != label of (logit_c - logit_label)): no cancellation, so
+    float32 resolves losses near 1e-7 as the float64 log-softmax does, at a fraction of the cost.
+    A tie with the label counts as wrong.
+    """
+    index = labels[:, None].expand(*logits.shape[:-1], 1)
+    margins = logits.sub_(logits.gather(-1, index)).scatter_(-1, index, float("-inf"))  # [sets, batch, vocab]
+    largest = margins.amax(-1, keepdim=True)
+    lse = largest + margins.sub_(largest).exp_().sum(-1, keepdim=True).log_()
+    return F.softplus(lse.squeeze(-1)), largest.squeeze(-1) < 0
+
+
+def split_means(
+    values: Float[Tensor, "sets batch"], masks: Float[Tensor, "batch splits"]
+) -> Float[Tensor, "sets splits"]:
+    """Mean of each row over each split's inputs (masks: 0/1 columns), summed in float64 then divided,
+    so that accuracies are exact fractions."""
+    return (values.double() @ masks) / masks.sum(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +138,8 @@ class NeuronAblation:
     abl.logits(torch.tensor([[3, 7], [1, 2]]))   # [2 sets, batch, vocab]
     ```
     `linear` says whether the fast path applies (the ablated layer is the last block and the model
-    has no LayerNorm); `hooked_logits` always uses real hooked forward passes.
+    has no LayerNorm); `hooked_logits` always uses real hooked forward passes. Mean ablation
+    replaces a neuron by its mean activation over `inputs` (at each position).
     """
 
     def __init__(self, model: GrokTransformer, inputs: Int[Tensor, "batch 3"], *, mode: str = "zero", layer: int = 0):
@@ -143,14 +157,14 @@ class NeuronAblation:
             logits, cache = model.run_with_cache(self.inputs, final_only=True, names_filter=self.hook_name)
         post = cache[self.hook_name]  # [batch, pos, d_mlp]; pos = 1 in the last block
         self.clean_logits: Float[Tensor, "batch vocab"] = logits[:, -1]
-        self.post: Float[Tensor, "batch d_mlp"] = post[:, -1]
         # [pos, d_mlp]: the replacement value of every neuron at every position
         self.replacement = post.mean(0) if mode == "mean" else torch.zeros_like(post[0])
         if self.linear:
-            self.W_OU = model.blocks[layer].mlp.W_out.detach() @ model.unembed.W_U.detach()
+            self.delta = (post[:, -1] - self.replacement[-1]).T.contiguous()  # [d_mlp, batch]
+            self.W_OU = model.blocks[layer].mlp.W_out.detach() @ model.unembed.W_U.detach()  # [d_mlp, vocab]
 
     def _check(self, neurons: Tensor) -> Tensor:
-        neurons = torch.as_tensor(neurons, dtype=torch.long, device=self.post.device)
+        neurons = torch.as_tensor(neurons, dtype=torch.long, device=self.clean_logits.device)
         if neurons.ndim != 2:
             raise ValueError(f"neurons must be [sets, k] neuron ids, got shape {tuple(neurons.shape)}")
         if neurons.numel() and (neurons.min() < 0 or neurons.max() >= self.d_mlp):
@@ -163,7 +177,7 @@ class NeuronAblation:
         neurons = self._check(neurons)
         if not self.linear:
             return self.hooked_logits(neurons)
-        return ablated_logits(self.clean_logits, self.post, self.replacement[-1], neurons, self.W_OU)
+        return ablated_logits(self.clean_logits, self.delta, neurons, self.W_OU)
 
     @torch.no_grad()
     def hooked_logits(self, neurons: Int[Tensor, "sets k"]) -> Float[Tensor, "sets batch vocab"]:
@@ -181,17 +195,52 @@ class NeuronAblation:
             out.append(logits[:, -1])
         return torch.stack(out) if out else self.clean_logits.new_empty(0, *self.clean_logits.shape)
 
-    def metrics(
-        self, neurons: Int[Tensor, "sets k"], labels: Int[Tensor, " batch"], masks: Sequence[Tensor]
-    ) -> tuple[Float[Tensor, "sets splits"], Float[Tensor, "sets splits"]]:
-        """(loss, acc) per set and input mask, in chunks of sets that bound memory."""
-        neurons = self._check(neurons)
-        labels = labels.to(self.post.device)
-        masks = [m.to(self.post.device) for m in masks]
+    @torch.no_grad()
+    def prefix_metrics(
+        self, orders: Int[Tensor, "orders d_mlp"], ks: Sequence[int], labels: Int[Tensor, " batch"],
+        masks: Sequence[Bool[Tensor, " batch"]],
+    ) -> tuple[Float[Tensor, "orders ks splits"], Float[Tensor, "orders ks splits"]]:
+        """(mean loss, accuracy), float64 on the CPU, of ablating the first k neurons of each ordering,
+        for every k in `ks` (ascending), per input mask.
+
+        Fast path: the sets are nested, so each neuron's contribution is subtracted once from a running
+        copy of the logits ([orders, batch, vocab], in chunks of orders that bound memory).
+        """
+        orders = self._check(orders)
+        ks = list(ks)
+        if ks != sorted(ks) or (ks and not 0 <= ks[0] <= ks[-1] <= orders.shape[1]):
+            raise ValueError(f"ks={ks} must be ascending and between 0 and the ordering length {orders.shape[1]}")
+        labels = labels.to(self.clean_logits.device)
+        columns = torch.stack(list(masks), dim=-1).to(self.clean_logits.device, torch.float64)  # [batch, splits]
+        loss = torch.empty(len(orders), len(ks), len(masks), dtype=torch.float64)
+        acc = torch.empty_like(loss)
+
+        def record(logits: Tensor, rows: slice, i: int) -> None:
+            l, correct = cross_entropy_and_correct_(logits, labels)
+            loss[rows, i], acc[rows, i] = split_means(l, columns).cpu(), split_means(correct, columns).cpu()
+
+        if not self.linear:
+            for i, k in enumerate(ks):
+                record(self.hooked_logits(orders[:, :k]), slice(None), i)
+            return loss, acc
         chunk = max(1, MAX_CHUNK_ELEMENTS // self.clean_logits.numel())
-        parts = [split_metrics(self.logits(neurons[i : i + chunk]), labels, masks)
-                 for i in range(0, len(neurons), chunk)]
-        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+        for start in range(0, len(orders), chunk):
+            part, rows = orders[start : start + chunk], slice(start, start + chunk)
+            running = self.clean_logits.expand(len(part), -1, -1).clone()  # [orders, batch, vocab]
+            scratch, done = torch.empty_like(running), 0
+            for i, k in enumerate(ks):
+                new = part[:, done:k]
+                running.baddbmm_(self.delta[new].transpose(1, 2), self.W_OU[new], alpha=-1)
+                record(scratch.copy_(running), rows, i)
+                done = k
+        return loss, acc
+
+    def clean_metrics(
+        self, labels: Int[Tensor, " batch"], masks: Sequence[Bool[Tensor, " batch"]]
+    ) -> tuple[Float[Tensor, " splits"], Float[Tensor, " splits"]]:
+        """(mean loss, accuracy) of the unablated model per input mask."""
+        loss, acc = self.prefix_metrics(torch.empty(1, 0, dtype=torch.long), [0], labels, masks)
+        return loss[0, 0], acc[0, 0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,12 +399,10 @@ def _check_ks(ks: Sequence[int], d_mlp: int) -> list[int]:
     return sorted(set(ks))
 
 
-def _neuron_sets(order: Tensor, random_orders: Tensor, k: int, bottom: bool) -> tuple[Tensor, list[tuple[str, int]]]:
-    """[sets, k] neuron ids for top-k, bottom-k and each random draw, with (selection, draw) labels."""
-    rows, labels = [order[:k], *random_orders[:, :k]], [("top", 0), *(("random", r) for r in range(len(random_orders)))]
-    if bottom:
-        rows.append(order.flip(0)[:k])
-        labels.append(("bottom", 0))
+def _orderings(order: Tensor, random_orders: Tensor, bottom: bool) -> tuple[Tensor, list[tuple[str, int]]]:
+    """[orderings, d_mlp]: top-first, each random draw, bottom-first; with (selection, draw) labels."""
+    rows = [order, *random_orders] + ([order.flip(0)] if bottom else [])
+    labels = [("top", 0), *(("random", r) for r in range(len(random_orders)))] + ([("bottom", 0)] if bottom else [])
     return torch.stack(rows), labels
 
 
@@ -412,23 +459,15 @@ def topk_ablation(
     masks = [dataset.split(s) for s in SPLITS]
     order_iter = iter(orders)
 
-    def ablate(model: GrokTransformer) -> tuple[Tensor, Tensor, Tensor, Tensor, list[tuple[int, str, int]]]:
-        order = next(order_iter)
+    def ablate(model: GrokTransformer) -> tuple[Tensor, Tensor, Tensor, Tensor, list[tuple[str, int]]]:
+        orderings, labels = _orderings(next(order_iter), random_orders, bottom)
         abl = NeuronAblation(model, dataset.inputs, mode=mode, layer=layer)
-        clean_loss, clean_acc = split_metrics(abl.clean_logits[None], dataset.labels.to(abl.post.device),
-                                              [m.to(abl.post.device) for m in masks])
-        sets, labels = [], []
-        for k in ks:
-            neurons, names = _neuron_sets(order, random_orders, k, bottom)
-            loss, acc = abl.metrics(neurons, dataset.labels, masks)
-            sets.append((loss, acc))
-            labels.extend((k, sel, draw) for sel, draw in names)
-        loss = torch.cat([s[0] for s in sets])
-        acc = torch.cat([s[1] for s in sets])
-        return clean_loss[0].cpu(), clean_acc[0].cpu(), loss, acc, labels
+        clean_loss, clean_acc = abl.clean_metrics(dataset.labels, masks)
+        loss, acc = abl.prefix_metrics(orderings, ks, dataset.labels, masks)
+        return clean_loss, clean_acc, loss, acc, labels
 
     done_steps, per_step = over_steps(run_or_model, ablate, steps=steps if is_run else None, progress=progress)
-    table, clean = _tables(done_steps or [-1], per_step)
+    table, clean = _tables(done_steps or [-1], ks, per_step)
     meta = {"ks": ks, "mode": mode, "rank_by": rank_by, "reference": reference if reference == "per-step"
             else scored_steps[0], "random_draws": random_draws, "seed": seed, "bottom": bottom, "layer": layer,
             "steps": done_steps, "scored_steps": scored_steps,
@@ -442,16 +481,17 @@ def _resolve_reference(run: Run, reference: str | int) -> int:
     return run.resolve_step(reference)
 
 
-def _tables(steps: list[int], per_step: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(steps: list[int], ks: list[int], per_step: list) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows ordered by step, k, selection (top, random draws, bottom), split."""
     rows, clean_rows = [], []
     for step, (clean_loss, clean_acc, loss, acc, labels) in zip(steps, per_step):
         clean_loss, clean_acc, loss, acc = (t.tolist() for t in (clean_loss, clean_acc, loss, acc))
         clean_rows.extend((step, split, clean_loss[j], clean_acc[j]) for j, split in enumerate(SPLITS))
-        for i, (k, selection, draw) in enumerate(labels):
-            for j, split in enumerate(SPLITS):
-                rows.append((step, k, selection, draw, split, loss[i][j], acc[i][j],
-                             loss[i][j] - clean_loss[j], clean_acc[j] - acc[i][j]))
+        for i, k in enumerate(ks):
+            for r, (selection, draw) in enumerate(labels):
+                for j, split in enumerate(SPLITS):
+                    l, a = loss[r][i][j], acc[r][i][j]
+                    rows.append((step, k, selection, draw, split, l, a, l - clean_loss[j], clean_acc[j] - a))
     return pd.DataFrame(rows, columns=TABLE_COLUMNS), pd.DataFrame(clean_rows, columns=CLEAN_COLUMNS)
 
 
