@@ -34,7 +34,11 @@ METRIC_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
 
 
 class CheckpointError(RuntimeError):
-    """A run directory or checkpoint file is missing, truncated or corrupt."""
+    """A checkpoint or run file is missing, truncated or corrupt."""
+
+
+class NotARunError(ValueError):
+    """The path given is not a run directory (a usage error, not corruption)."""
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -105,7 +109,7 @@ class Manifest:
                 raise CheckpointError(f"{path}: format {data.get('format')!r}, this version reads {FORMAT}")
             return cls(path, sorted(data["checkpoints"], key=lambda e: e["step"]), data["complete"])
         except FileNotFoundError:
-            raise CheckpointError(f"{run_dir} is not a run directory: manifest.json is missing") from None
+            raise NotARunError(f"{run_dir} is not a run directory: manifest.json is missing") from None
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: unreadable manifest ({e!r})") from None
 

@@ -6,9 +6,12 @@ A run is fully described by its `RunConfig`: the same config gives the same weig
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -198,14 +201,20 @@ class RunConfig:
         return cls.from_dict(json.loads(text))
 
     def with_overrides(self, **overrides: Any) -> RunConfig:
-        """Replace fields by name, wherever they live: `cfg.with_overrides(p=97, lr=1e-2)`."""
+        """Replace fields by name, wherever they live: `cfg.with_overrides(p=97, lr=1e-2)`.
+
+        `seed` sets both the split seed and the training seed; "task.seed" or "train.seed" set one.
+        """
         sections = {"task": self.task, "model": self.model, "train": self.train}
         updates: dict[str, dict] = {name: {} for name in sections}
         for key, value in overrides.items():
-            owners = [name for name, section in sections.items() if key in {f.name for f in fields(section)}]
+            section, _, name = key.rpartition(".")
+            owners = [s for s in ([section] if section else sections)
+                      if s in sections and name in {f.name for f in fields(sections[s])}]
             if not owners:
                 raise ValueError(f"unknown config field {key!r}; see `interp-grok train --help` for the fields")
-            updates[owners[0]][key] = value
+            for owner in owners:
+                updates[owner][name] = value
         return RunConfig(**{name: replace(section, **updates[name]) for name, section in sections.items()})
 
 
@@ -235,7 +244,7 @@ PRESETS: dict[str, RunConfig] = {
     "fast": RunConfig(
         task=TaskConfig(op="add", p=113, frac_train=0.3),
         model=ModelConfig(),
-        train=TrainConfig(steps=500, lr=1e-2, weight_decay=4.0, loss_dtype="float64", eval_every=10,
+        train=TrainConfig(steps=300, lr=1e-2, weight_decay=4.0, loss_dtype="float64", eval_every=10,
                           checkpoint_every=10, checkpoint_early=10),
     ),
     # A tiny configuration for tests and smoke runs: memorizes p=13 in a second.
@@ -252,3 +261,14 @@ def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def field_docs(klass: type) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (used as CLI help)."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+    docs = {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, Manifest, load_tensors, read_metrics, read_split
+from .checkpoints import CheckpointError, Manifest, NotARunError, load_tensors, read_metrics, read_split
 from .config import RunConfig
 from .model import GrokTransformer
 from .tasks import Dataset, make_dataset
@@ -50,7 +50,7 @@ class Run:
     def open(cls, path: str | Path) -> Run:
         path = Path(path)
         if not (path / "config.json").exists():
-            raise CheckpointError(f"{path} is not a run directory (no config.json); train one with `interp-grok train`")
+            raise NotARunError(f"{path} is not a run directory (no config.json); train one with `interp-grok train`")
         try:
             config = RunConfig.from_json((path / "config.json").read_text())
         except ValueError as e:

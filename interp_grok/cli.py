@@ -1,0 +1,281 @@
+"""`interp-grok`: train | info | analyze | plot. The CLI only wires library modules together.
+
+Usage errors (bad flags, bad values, a run that exists) exit with status 2 and one line on stderr;
+a corrupt or missing checkpoint exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from .checkpoints import CheckpointError
+from .config import (
+    ACTIVATIONS,
+    LOSS_DTYPES,
+    OPERATIONS,
+    OPTIMIZERS,
+    PRESETS,
+    ModelConfig,
+    RunConfig,
+    TaskConfig,
+    TrainConfig,
+    field_docs,
+    preset,
+)
+
+ANALYSES = ("fourier", "saliency", "ablation", "subnetworks")
+# Flags whose spelling differs from the field name, and task.seed, which --seed also sets.
+FLAG_NAMES = {("task", "op"): ["--task", "--op"], ("task", "seed"): ["--split-seed"],
+              ("train", "lr_changes"): ["--lr-change"]}
+CHOICES = {"op": OPERATIONS, "optimizer": OPTIMIZERS, "loss_dtype": LOSS_DTYPES, "act_fn": ACTIVATIONS}
+
+
+class UsageError(Exception):
+    """A user mistake on the command line: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _parse_lr_change(text: str) -> tuple[int, float]:
+    try:
+        step, multiplier = text.split(":")
+        return int(step), float(multiplier)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STEP:MULTIPLIER (e.g. 1000:10), got {text!r}") from None
+
+
+def _parse_batch_size(text: str) -> int | None:
+    if text in ("full", "none", "None"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
+
+
+def _parse_normalization(text: str) -> str | None:
+    return None if text.lower() == "none" else text
+
+
+SPECIAL_TYPES = {
+    "lr_changes": dict(type=_parse_lr_change, action="append", metavar="STEP:MULT"),
+    "betas": dict(type=float, nargs=2, metavar=("BETA1", "BETA2")),
+    "batch_size": dict(type=_parse_batch_size, metavar="N|full"),
+    "normalization": dict(type=_parse_normalization, metavar="none|LN"),
+}
+SCALAR_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field, its docstring as help; defaults come from the preset."""
+    for section, klass in (("task", TaskConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        group = parser.add_argument_group(f"{section} config")
+        docs = field_docs(klass)
+        for f in fields(klass):
+            flags = FLAG_NAMES.get((section, f.name), [f"--{f.name.replace('_', '-')}"])
+            kwargs = dict(dest=f"{section}.{f.name}", default=None, help=docs.get(f.name),
+                          metavar=f.name.upper(), choices=CHOICES.get(f.name))
+            if f.name in SPECIAL_TYPES:
+                kwargs.update(SPECIAL_TYPES[f.name])
+            elif f.type == "bool":
+                kwargs.update(action=argparse.BooleanOptionalAction, metavar=None)
+            else:
+                kwargs.update(type=SCALAR_TYPES.get(f.type.split(" ")[0], str))
+            group.add_argument(*flags, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    base = preset(args.preset) if args.preset else RunConfig()
+    overrides = {"task": {}, "model": {}, "train": {}}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, name = dest.split(".")
+            overrides[section][name] = tuple(value) if isinstance(value, list) else value
+    if "seed" in overrides["train"]:
+        overrides["task"].setdefault("seed", overrides["train"]["seed"])
+    sections = {name: getattr(base, name) for name in overrides}
+    return RunConfig(**{name: type(section)(**{**vars(section), **overrides[name]})
+                        for name, section in sections.items()})
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+
+    if args.resume and (Path(args.out) / "config.json").exists() and not _config_flags_given(args):
+        config = RunConfig.from_json((Path(args.out) / "config.json").read_text())
+    else:
+        config = config_from_args(args)
+    run = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"run written to {run.path}: {len(run.steps)} checkpoints; milestones {run.milestones}")
+
+
+def _config_flags_given(args: argparse.Namespace) -> bool:
+    return args.preset is not None or any("." in k and v is not None for k, v in vars(args).items())
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from .run import Run
+
+    run = Run.open(args.run)
+    t, m, tr = run.config.task, run.config.model, run.config.train
+    size = sum(f.stat().st_size for f in run.path.rglob("*") if f.is_file())
+    print(f"run          {run.path}  ({'complete' if run.complete else 'incomplete: resume with --resume'})")
+    print(f"task         {t.op} mod {t.p}, {t.frac_train:.0%} train, split seed {t.seed}")
+    print(f"model        {m.n_layers} layer(s), d_model {m.d_model}, {m.n_heads} heads x {m.d_head}, d_mlp {m.d_mlp}, "
+          f"{m.act_fn}, LayerNorm {m.normalization or 'off'}, biases {'on' if m.use_bias else 'off'}")
+    print(f"training     {tr.optimizer} lr {tr.lr:g} wd {tr.weight_decay:g}, {tr.steps} steps, "
+          f"batch {tr.batch_size or 'full'}, loss {tr.loss_dtype}, seed {tr.seed}")
+    extras = {"init_scale": tr.init_scale != 1.0, "constrain_norm": tr.constrain_norm, "lr_changes": tr.lr_changes}
+    shown = [f"{k}={getattr(tr, k)}" for k, on in extras.items() if on]
+    if shown:
+        print(f"interventions {', '.join(shown)}")
+    steps = run.steps
+    print(f"checkpoints  {len(steps)} (steps {steps[0]}..{steps[-1]}), {size / 1e6:.1f} MB on disk")
+    if len(run.metrics):
+        last = run.metrics.iloc[-1]
+        print(f"final        step {int(last.step)}: train loss {last.train_loss:.3g} acc {last.train_acc:.3f}, "
+              f"test loss {last.test_loss:.3g} acc {last.test_acc:.3f}")
+    ms = run.milestones
+    fmt = lambda s: "not reached" if s is None else f"step {s}"  # noqa: E731
+    print(f"milestones   memorization (train acc >= 99%) {fmt(ms['memorization'])}; "
+          f"test acc >= 50% {fmt(ms['test_50'])}; grokking (test acc >= 99%) {fmt(ms['grokking'])}")
+
+
+def _selected_steps(run, args: argparse.Namespace) -> list[int] | None:
+    steps = run.steps
+    if args.steps:
+        lo, _, hi = args.steps.partition(":")
+        try:
+            lo, hi = int(lo or 0), int(hi) if hi else steps[-1]
+        except ValueError:
+            raise UsageError(f"--steps expects START:END (e.g. 0:5000), got {args.steps!r}") from None
+        steps = [s for s in steps if lo <= s <= hi]
+    steps = steps[:: args.every]
+    if not steps:
+        raise UsageError(f"no checkpoint of {run.path} falls in --steps {args.steps}")
+    return None if steps == run.steps else steps
+
+
+def _analysis_options(name: str, args: argparse.Namespace) -> dict:
+    if name == "saliency":
+        return {"method": args.method, "split": args.split}
+    if name == "ablation":
+        ks = tuple(int(k) for k in (args.k or "1,2,4,8,16,32,64").split(",")) if (args.k or "").lower() != "auto" else None
+        if ks is None:
+            raise UsageError("--k auto applies to --subnetworks; --ablation takes a list such as --k 1,4,16")
+        return {"ks": ks, "mode": args.mode, "rank_by": args.rank_by, "random_draws": args.random_draws}
+    if name == "subnetworks":
+        k = args.k or "auto"
+        return {"select": args.select, "k": k if k == "auto" else int(k)}
+    return {}
+
+
+def _requested(args: argparse.Namespace) -> list[str]:
+    return [n for n in ANALYSES if getattr(args, n) or getattr(args, "all", False)]
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from .analyses.results import result_dir
+    from .run import Run
+
+    run = Run.open(args.run)
+    names = _requested(args)
+    if not names:
+        raise UsageError("choose an analysis: --fourier, --saliency, --ablation, --subnetworks or --all")
+    steps = _selected_steps(run, args)
+    for name in names:
+        module = importlib.import_module(f"interp_grok.analyses.{name}")
+        result = module.analyze(run, steps=steps, progress=not args.quiet, **_analysis_options(name, args))
+        print(f"{name}: {result.save(result_dir(run, name, args.out))}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from .analyses.results import result_dir
+    from .plots.common import save_html, training_curves
+    from .run import Run
+
+    run = Run.open(args.run)
+    root = Path(args.out) if args.out else Path("analyses")
+    path = save_html(training_curves(run.metrics, title=f"{run.name}: training curves", log_x=args.log_x),
+                     root / run.name / "training_curves.html")
+    print(f"training: {path}")
+    for name in _requested(args):
+        module = importlib.import_module(f"interp_grok.analyses.{name}")
+        directory = result_dir(run, name, args.out)
+        for key, fig in module.load(directory).figures().items():
+            if args.log_x:
+                fig.update_xaxes(type="log")
+            print(f"{name}: {save_html(fig, directory / f'{key}.html')}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="interp-grok", description="Mechanistic interpretability of grokking.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model with dense checkpoints",
+                       description="Train on modular arithmetic, writing a run directory with dense checkpoints.")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset (nanda: Nanda et al. 2023; "
+                   "fast: groks p=113 in seconds; tiny: for tests); flags override its fields")
+    p.add_argument("--out", required=True, help="run directory to write, e.g. checkpoints/nanda")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("info", help="summarise a run: config, checkpoints, accuracies, grokking step")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_info)
+
+    for command, func, help_text in (("analyze", cmd_analyze, "run analyses over a run's checkpoints"),
+                                     ("plot", cmd_plot, "write HTML figures of a run and its saved analyses")):
+        p = sub.add_parser(command, help=help_text)
+        p.add_argument("run", help="run directory")
+        for name in ANALYSES:
+            p.add_argument(f"--{name}", action="store_true", help=f"the {name} analysis")
+        p.add_argument("--out", help="analysis root (default: analyses/, results in <root>/<run>/<analysis>/)")
+        p.set_defaults(func=func)
+    analyze, plot = sub.choices["analyze"], sub.choices["plot"]
+    plot.add_argument("--log-x", action="store_true", help="log step axis (linear by default)")
+    analyze.add_argument("--all", action="store_true", help="every analysis")
+    analyze.add_argument("--steps", help="only checkpoints with START <= step <= END, as START:END")
+    analyze.add_argument("--every", type=int, default=1, help="only every n-th checkpoint")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bars")
+    analyze.add_argument("--method", choices=("ig", "conductance"), default="ig", help="saliency: attribution method")
+    analyze.add_argument("--split", choices=("train", "test", "all"), default="all", help="saliency: inputs to attribute")
+    analyze.add_argument("--k", help="ablation: neuron counts, e.g. 1,4,16; subnetworks: auto or a count")
+    analyze.add_argument("--mode", choices=("zero", "mean"), default="zero", help="ablation: replace with 0 or the mean")
+    analyze.add_argument("--rank-by", choices=("saliency", "norm", "fourier"), default="saliency",
+                         help="ablation: how neurons are ranked")
+    analyze.add_argument("--random-draws", type=int, default=5, help="ablation: random-k control draws")
+    analyze.add_argument("--select", choices=("norm", "saliency", "fourier"), default="norm",
+                         help="subnetworks: how the generalizing subnetwork is chosen")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        args.func(args)
+    except (UsageError, ValueError, FileExistsError) as e:
+        parser.exit(2, f"interp-grok: error: {e.args[0] if e.args else e}\n")
+    except CheckpointError as e:
+        parser.exit(1, f"interp-grok: error: {e}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

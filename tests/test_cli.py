@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from interp_grok import Run
+from interp_grok.cli import main
+
+TINY = ["--preset", "tiny", "--steps", "40", "--checkpoint-every", "20", "--eval-every", "20", "--quiet"]
+
+
+def run_cli(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("args", [
+    ["train"],                                                    # --out missing
+    ["train", "--out", "x", "--task", "pow"],                     # bad choice
+    ["train", "--out", "x", "--lr-change", "10"],                 # bad STEP:MULT
+    ["train", "--out", "x", "--p", "12", "--task", "div"],        # config validation
+    ["train", "--out", "x", "--frac-train", "1.5"],
+    ["frobnicate"],
+])
+def test_usage_errors_exit_2_with_one_line(args, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(args, capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("interp-grok")
+    assert not (tmp_path / "x").exists()
+
+
+def test_train_info_and_errors_on_an_existing_run(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    code, out, _ = run_cli(["train", *TINY, "--seed", "3", "--task", "sub", "--out", str(out_dir)], capsys)
+    assert code == 0 and "run written to" in out
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["task"]["op"] == "sub" and config["train"]["seed"] == 3 and config["task"]["seed"] == 3
+    assert config["train"]["steps"] == 40 and config["model"]["d_model"] == 32  # tiny preset kept
+
+    code, out, _ = run_cli(["info", str(out_dir)], capsys)
+    assert code == 0
+    assert "sub mod 13" in out and "milestones" in out and "checkpoints" in out
+
+    code, _, err = run_cli(["train", *TINY, "--out", str(out_dir)], capsys)
+    assert code == 2 and "--overwrite" in err
+    code, out, _ = run_cli(["train", "--resume", "--out", str(out_dir), "--quiet"], capsys)  # complete: no-op
+    assert code == 0 and Run.open(out_dir).config.task.op == "sub"
+
+
+def test_interventions_reach_the_config(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    args = ["train", *TINY, "--lr-change", "10:10", "--lr-change", "30:0.5", "--init-scale", "0.8",
+            "--constrain-norm", "--weight-decay", "0", "--loss-dtype", "float64", "--batch-size", "16",
+            "--out", str(out_dir)]
+    assert run_cli(args, capsys)[0] == 0
+    train_cfg = Run.open(out_dir).config.train
+    assert train_cfg.lr_changes == ((10, 10.0), (30, 0.5)) and train_cfg.init_scale == 0.8
+    assert train_cfg.constrain_norm and train_cfg.weight_decay == 0 and train_cfg.loss_dtype == "float64"
+    assert train_cfg.batch_size == 16
+    code, out, _ = run_cli(["info", str(out_dir)], capsys)
+    assert "interventions" in out and "constrain_norm=True" in out
+
+
+def test_info_on_a_missing_run_is_a_usage_error(tmp_path, capsys):
+    code, _, err = run_cli(["info", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "is not a run directory" in err
+
+
+def test_analyze_needs_an_analysis_and_plot_writes_training_curves(tiny_run, tmp_path, capsys):
+    code, _, err = run_cli(["analyze", str(tiny_run.path)], capsys)
+    assert code == 2 and "choose an analysis" in err
+    code, out, _ = run_cli(["plot", str(tiny_run.path), "--out", str(tmp_path)], capsys)
+    html = (tmp_path / tiny_run.name / "training_curves.html").read_text()
+    assert code == 0 and "plotly" in html and "<script src=\"http" not in html
+
