@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from interp_grok import GrokTransformer, ModelConfig, TaskConfig, make_dataset
-from interp_grok.analyses import ablation
+from interp_grok.analyses import ablation, saliency
+from interp_grok.analyses.results import result_dir
 from interp_grok.evaluate import per_input_loss
 from interp_grok.analyses.ablation import NeuronAblation
 
@@ -25,12 +26,13 @@ def hand_built_model(p: int = 7, d_mlp: int = 64, carrier: int = 44) -> GrokTran
     """Answers the first operand `a`, but only thanks to neuron `carrier`.
 
     Residual dims: 0..p-1 the value of a token, p marks position 0, p+1 the final position, p+2 a
-    constant, p+3 a "push class 0" channel, p+4 a dump that the unembed ignores. Attention copies
-    position 0's value to the final position; the final position's embedding pushes class 0 by 2 and
-    the always-on carrier neuron cancels that push. The other neurons write only to the dump.
+    constant, p+3 "push class 0", p+4 "lift classes 1..p-1", p+5 a dump the unembed ignores.
+    Attention copies position 0's value to the final position, whose embedding pushes class 0 by 2;
+    the always-on carrier neuron lifts every other class by 2 (so the value decides), and the other
+    neurons write only to the dump. Ablating the carrier leaves class 0 on top: accuracy 1/p.
     """
-    const, push, dump = p + 2, p + 3, p + 4
-    cfg = ModelConfig(d_model=p + 5, n_heads=1, d_head=p + 5, d_mlp=d_mlp)
+    const, push, lift, dump = p + 2, p + 3, p + 4, p + 5
+    cfg = ModelConfig(d_model=p + 6, n_heads=1, d_head=p + 6, d_mlp=d_mlp)
     model = GrokTransformer.for_task(cfg, p).eval()
     with torch.no_grad():
         for param in model.parameters():
@@ -45,9 +47,10 @@ def hand_built_model(p: int = 7, d_mlp: int = 64, carrier: int = 44) -> GrokTran
         mlp.W_in[const, :] = 1.0  # every neuron is on, with activation 1
         mlp.W_out[:, dump] = 0.01
         mlp.W_out[carrier, dump] = 0.0
-        mlp.W_out[carrier, push] = -2.0
+        mlp.W_out[carrier, lift] = 2.0
         model.unembed.W_U[:p, :p] = torch.eye(p)
         model.unembed.W_U[push, 0] = 1.0
+        model.unembed.W_U[lift, 1:] = 1.0
     return model
 
 
@@ -137,12 +140,13 @@ def test_hooked_fallback_without_a_linear_path_to_the_logits():
     assert no_hooks_left(two_layers)
 
 
-def test_top1_ablation_destroys_a_hand_built_single_neuron_answer_and_random1_rarely_does():
+@pytest.mark.parametrize("rank_by", ["norm", "saliency"])
+def test_top1_ablation_destroys_a_hand_built_single_neuron_answer_and_random1_rarely_does(rank_by):
     model, dataset = hand_built_model(), first_operand_dataset()
-    abl = ablation.topk_ablation(model, ks=[1], rank_by="norm", random_draws=20, seed=0, dataset=dataset)
+    abl = ablation.topk_ablation(model, ks=[1], rank_by=rank_by, random_draws=20, seed=0, dataset=dataset)
     table = abl.table[abl.table["split"] == "test"]
-    assert (abl.clean["acc"] == 1.0).all()
-    assert int(abl.scores[0].argmax()) == 44
+    assert (abl.clean["acc"] == 1.0).all() and (abl.table["step"] == -1).all()
+    assert int(abl.scores[0].argmax()) == 44 and abl.scores[0].sort().values[-2] < abl.scores[0, 44] / 10
     top = table[table["selection"] == "top"].iloc[0]
     assert top["acc"] == pytest.approx(1 / 7, abs=0.05) and top["acc_drop"] > 0.8
     assert table[table["selection"] == "bottom"].iloc[0]["acc_drop"] == 0.0
@@ -237,3 +241,32 @@ def test_save_load_round_trip_and_figures(tiny_run, tmp_path):
     assert set(figures) == {"damage_vs_step", "damage_vs_step_train", "acc_drop_vs_step", "damage_vs_k"}
     names = {trace.name for trace in loaded.plot().data}
     assert {"top-k", "bottom-k", "random-k mean", "random-k (mean ± std)"} <= names
+
+
+def test_saliency_ranking_is_the_median_abs_attribution_on_training_inputs(tiny_run):
+    steps = tiny_run.steps[-2:]
+    scores = ablation.neuron_scores(tiny_run, "saliency", steps=steps)
+    sal = saliency.neuron_saliency(tiny_run, steps=steps, keep_per_input=False)
+    torch.testing.assert_close(scores, sal.median_abs[:, sal.splits.index("train")].double(), atol=0, rtol=0)
+
+
+def test_saved_saliency_is_reused_when_it_covers_the_steps(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    steps = tiny_run.steps[-3:]
+    saved = saliency.neuron_saliency(tiny_run, steps=steps, keep_per_input=False)
+    saved.save(result_dir(tiny_run, "saliency"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("saliency recomputed")
+
+    monkeypatch.setattr(saliency, "neuron_saliency", fail)
+    scores = ablation.neuron_scores(tiny_run, "saliency", steps=steps[1:])
+    torch.testing.assert_close(scores, saved.median_abs[1:, 0].double(), atol=0, rtol=0)
+    with pytest.raises(AssertionError, match="saliency recomputed"):
+        ablation.neuron_scores(tiny_run, "saliency", steps=tiny_run.steps[:1])
+
+
+def test_after_grokking_top_salient_neurons_matter_far_more_than_random_ones(grokked_run):
+    abl = ablation.topk_ablation(grokked_run, ks=[8], steps=["final"], random_draws=5)
+    test = abl.table[abl.table["split"] == "test"].groupby("selection")["loss_increase"].mean()
+    assert test["top"] > 1.0 and test["top"] > 10 * test["random"]

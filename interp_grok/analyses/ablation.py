@@ -247,7 +247,7 @@ class NeuronAblation:
 # Rankings: [n_steps, d_mlp] scores (n_steps = 1 for a single model), higher = more important.
 
 
-def _norm_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, layer: int, progress: bool) -> Tensor:
+def _norm_scores(run_or_model, steps, layer, progress, dataset) -> Tensor:
     names = [f"blocks.{layer}.mlp.W_in", f"blocks.{layer}.mlp.W_out"]
     if isinstance(run_or_model, GrokTransformer):
         params = dict(run_or_model.named_parameters())
@@ -256,63 +256,53 @@ def _norm_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, l
     return neuron_norms(stacked[names[0]], stacked[names[1]])
 
 
-def _saliency_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, layer: int, progress: bool) -> Tensor:
+def _saliency_scores(run_or_model, steps, layer, progress, dataset) -> Tensor:
+    """Median |IG| over the training inputs; a run's saved `analyses/<run>/saliency/` is reused when it
+    covers the layer, the training split and the steps."""
     from . import saliency
 
-    _require_layer_0("saliency", layer)
-    result = None
     if isinstance(run_or_model, Run):
-        saved = result_dir(run_or_model, "saliency")
+        saved = result_dir(run_or_model, saliency.NAME)
         if (saved / "meta.json").exists():
             result = saliency.load(saved)
-            if not set(steps) <= set(result.medians["step"]):
-                logger.info("saved saliency in %s lacks some steps; computing it", saved)
-                result = None
-    if result is None:
-        result = saliency.neuron_saliency(run_or_model, steps=steps, progress=progress)
-    train = result.medians[result.medians["split"] == "train"]
-    if steps is None:
-        return _scores_from_long(train, "median_abs")[None]
-    grid = train.pivot_table(index="step", columns="neuron", values="median_abs")
-    return torch.tensor(grid.loc[steps].to_numpy(), dtype=torch.float64)
+            if result.layer == layer and "train" in result.splits and set(steps) <= set(result.steps):
+                logger.info("ranking by the saved saliency in %s", saved)
+                rows = [result.steps.index(s) for s in steps]
+                return result.median_abs[rows, result.splits.index("train")]
+            logger.info("saved saliency in %s lacks layer %d, the train split or some steps; computing it",
+                        saved, layer)
+    result = saliency.neuron_saliency(run_or_model, steps=steps, progress=progress, split="train", layer=layer,
+                                      keep_per_input=False, dataset=dataset)
+    return result.median_abs[:, 0]
 
 
-def _fourier_scores(run_or_model: Run | GrokTransformer, steps: list[int] | None, layer: int, progress: bool) -> Tensor:
+def _fourier_scores(run_or_model, steps, layer, progress, dataset) -> Tensor:
     from . import fourier
 
-    _require_layer_0("fourier", layer)
+    if layer != 0:
+        raise ValueError("rank_by='fourier' ranks the neurons of block 0 only; use layer=0 or rank_by='norm'")
     _, fractions = over_steps(run_or_model, lambda model: torch.as_tensor(fourier.neuron_frequencies(model)[1]),
                               steps=steps, progress=progress)
-    return torch.stack(fractions).double()
+    return torch.stack(fractions)
 
 
-def _scores_from_long(table: pd.DataFrame, column: str) -> Tensor:
-    ordered = table.sort_values("neuron")
-    return torch.tensor(ordered[column].to_numpy(), dtype=torch.float64)
-
-
-def _require_layer_0(rank_by: str, layer: int) -> None:
-    if layer != 0:
-        raise ValueError(f"rank_by={rank_by!r} ranks the neurons of block 0 only; use layer=0 or rank_by='norm'")
-
-
-_SCORERS: dict[str, Callable[[Run | GrokTransformer, list[int] | None, int, bool], Tensor]] = {
-    "saliency": _saliency_scores, "norm": _norm_scores, "fourier": _fourier_scores,
-}
+# (run_or_model, steps or None, layer, progress, dataset or None) -> [n_steps, d_mlp]
+_SCORERS: dict[str, Callable[..., Tensor]] = {"saliency": _saliency_scores, "norm": _norm_scores, "fourier": _fourier_scores}
 
 
 def neuron_scores(
     run_or_model: Run | GrokTransformer, rank_by: str = "saliency", *, steps: Sequence[int] | None = None,
-    progress: bool = False, layer: int = 0,
+    progress: bool = False, layer: int = 0, dataset: Dataset | None = None,
 ) -> Float[Tensor, "n_steps d_mlp"]:
-    """Importance of every neuron at each step (one row for a single model) by `rank_by`."""
+    """Importance of every neuron of block `layer` at each step (one row for a single model) by `rank_by`;
+    `dataset` is needed for rank_by="saliency" on a single model."""
     if rank_by not in RANKINGS:
         raise ValueError(f"rank_by={rank_by!r} is not supported; expected one of {', '.join(map(repr, RANKINGS))}")
     if isinstance(run_or_model, Run):
         steps = run_or_model.resolve_steps(steps)
     elif steps is not None:
         raise ValueError("steps= only applies to a Run; a single model has no steps")
-    return _SCORERS[rank_by](run_or_model, steps, layer, progress).double()
+    return _SCORERS[rank_by](run_or_model, steps, layer, progress, dataset).double().cpu()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,11 +439,12 @@ def topk_ablation(
 
     if reference == "per-step":
         scored_steps = steps
-        scores = neuron_scores(run_or_model, rank_by, steps=steps, progress=progress, layer=layer)
+        scores = neuron_scores(run_or_model, rank_by, steps=steps, progress=progress, layer=layer, dataset=dataset)
         orders = [ranking(s) for s in scores]
     else:
         scored_steps = [_resolve_reference(run_or_model, reference)]
-        scores = neuron_scores(run_or_model, rank_by, steps=scored_steps, progress=progress, layer=layer)
+        scores = neuron_scores(run_or_model, rank_by, steps=scored_steps, progress=progress, layer=layer,
+                              dataset=dataset)
         orders = [ranking(scores[0])] * len(steps)
     random_orders = random_rankings(d_mlp, random_draws, seed)
     masks = [dataset.split(s) for s in SPLITS]
