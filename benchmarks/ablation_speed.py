@@ -9,6 +9,7 @@ and finally the whole trajectory through `ablation.topk_ablation` (rank_by="norm
 
     python benchmarks/ablation_speed.py            # ~1-2 minutes on 2 CPU cores
     python benchmarks/ablation_speed.py --fast     # smoke test: p = 23, a few checkpoints
+    python benchmarks/ablation_speed.py --run checkpoints/nanda   # an existing run
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 
 import torch
 
-from interp_grok import preset, train
+from interp_grok import Run, preset, train
 from interp_grok.analyses import ablation
 from interp_grok.evaluate import per_input_loss
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="smoke test: p = 23, 8 checkpoints")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--run", help="an existing run directory to use instead of training one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -67,10 +69,10 @@ def main() -> None:
         config = preset("fast").with_overrides(steps=100, checkpoint_every=1, checkpoint_early=0, eval_every=10)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run = train(config, f"{tmp}/run", progress=False)
-        p, d_mlp = config.task.p, config.model.d_mlp
-        print(f"trained p={p}, d_mlp={d_mlp}: {len(run.steps)} checkpoints in {time.perf_counter() - start:.1f} s "
-              f"({args.threads} threads)")
+        run = Run.open(args.run) if args.run else train(config, f"{tmp}/run", progress=False)
+        p, d_mlp = run.config.task.p, run.config.model.d_mlp
+        print(f"{'opened' if args.run else 'trained'} p={p}, d_mlp={d_mlp}: {len(run.steps)} checkpoints in "
+              f"{time.perf_counter() - start:.1f} s ({args.threads} threads)")
 
         sample = run.steps[:: max(1, len(run.steps) // 3)][:3]
         hooked, batched, diff = time_paths(run, sample)

@@ -15,16 +15,22 @@ Ablation sets `blocks.{layer}.mlp.hook_post` of the chosen neurons to a replacem
 neuron's mean activation over every input of the task) on all inputs. Fast path: when the layer
 is the last one and no LayerNorm follows it, the logits are linear in hook_post, so
 
-    logits_ablated = logits - ((post - replacement)[:, neurons] @ (W_out @ W_U)[neurons])
+    logits_ablated = logits - (post - replacement)[:, neurons] @ (W_out @ W_U)[neurons]
 
 from one clean forward pass per checkpoint; otherwise each neuron set gets a hooked forward pass.
+Top-k, random-k and bottom-k are prefixes of three orderings of the neurons, so the sets for
+increasing k are nested and each neuron's term is subtracted once (`NeuronAblation.prefix_metrics`).
+Losses use a cancellation-free float32 cross-entropy (`cross_entropy_and_correct_`).
 
 Rankings (`rank_by`, scores per neuron, higher = more important):
-- "saliency": median |integrated gradient| over the training inputs (`saliency.neuron_saliency`);
+- "saliency": median |integrated gradient| of the correct logit over the training inputs
+  (`saliency.neuron_saliency`; a saved `analyses/<run>/saliency/` is reused when it covers the steps);
 - "norm": ||W_in[:, n]|| * ||W_out[n, :]||, the product of the neuron's input and output weight
   norms (how strongly it can read from and write to the residual stream; needs no data);
-- "fourier": the fraction of the neuron's activation variance explained by its key frequency
-  (`fourier.neuron_frequencies`).
+- "fourier": the `fraction` of `fourier.neuron_frequencies`: the share of the neuron's activation
+  variance over all inputs explained by the Fourier terms of its dominant frequency.
+The random control draws `random_draws` seeded permutations once; random-k of draw r is the first k
+of permutation r at every step.
 """
 
 from __future__ import annotations
@@ -81,8 +87,9 @@ def random_rankings(d_mlp: int, draws: int, seed: int) -> Int[Tensor, "draws d_m
     on which steps or ks are asked for.
     """
     generator = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randperm(d_mlp, generator=generator) for _ in range(draws)] or
-                       [torch.empty(0, d_mlp, dtype=torch.long)]).reshape(draws, d_mlp)
+    if draws == 0:
+        return torch.empty(0, d_mlp, dtype=torch.long)
+    return torch.stack([torch.randperm(d_mlp, generator=generator) for _ in range(draws)])
 
 
 def ablated_logits(
@@ -90,7 +97,6 @@ def ablated_logits(
     delta: Float[Tensor, "d_mlp batch"],
     neurons: Int[Tensor, "sets k"],
     W_OU: Float[Tensor, "d_mlp vocab"],
-    out: Float[Tensor, "sets batch vocab"] | None = None,
 ) -> Float[Tensor, "sets batch vocab"]:
     """Logits with each set's neurons replaced, for a model whose logits are linear in hook_post.
 
@@ -98,8 +104,7 @@ def ablated_logits(
     rows gather contiguously); W_OU = W_out @ W_U (no LayerNorm after the MLP). Returns
     logits - delta[set].T @ W_OU[set]: batch * k * vocab per set, not a forward pass.
     """
-    return torch.baddbmm(logits.expand(len(neurons), -1, -1), delta[neurons].transpose(1, 2), W_OU[neurons],
-                         alpha=-1, out=out)
+    return torch.baddbmm(logits.expand(len(neurons), -1, -1), delta[neurons].transpose(1, 2), W_OU[neurons], alpha=-1)
 
 
 def cross_entropy_and_correct_(
@@ -279,9 +284,7 @@ def _saliency_scores(run_or_model, steps, layer, progress, dataset) -> Tensor:
 def _fourier_scores(run_or_model, steps, layer, progress, dataset) -> Tensor:
     from . import fourier
 
-    if layer != 0:
-        raise ValueError("rank_by='fourier' ranks the neurons of block 0 only; use layer=0 or rank_by='norm'")
-    _, fractions = over_steps(run_or_model, lambda model: torch.as_tensor(fourier.neuron_frequencies(model)[1]),
+    _, fractions = over_steps(run_or_model, lambda model: fourier.neuron_frequencies(model, layer=layer)[1],
                               steps=steps, progress=progress)
     return torch.stack(fractions)
 
@@ -426,7 +429,7 @@ def topk_ablation(
     if not is_run and not isinstance(run_or_model, GrokTransformer):
         raise TypeError(f"expected a Run or a GrokTransformer, got {type(run_or_model).__name__}")
     if is_run:
-        dataset = dataset or run_or_model.dataset
+        dataset = run_or_model.dataset if dataset is None else dataset
         steps = run_or_model.resolve_steps(steps)
         d_mlp = run_or_model.config.model.d_mlp
     else:
