@@ -1,4 +1,4 @@
-"""`interp-grok`: train | info | analyze | plot. The CLI only wires library modules together.
+"""`interp-grok`: train | info | analyze | plot | sweep | plot-sweep. The CLI only wires library modules together.
 
 Usage errors (bad flags, bad values, a run that exists) exit with status 2 and one line on stderr;
 a corrupt or missing checkpoint exits with status 1.
@@ -25,13 +25,14 @@ from .config import (
     TaskConfig,
     TrainConfig,
     field_docs,
+    parse_grokfast,
     preset,
 )
 
 ANALYSES = ("fourier", "saliency", "ablation", "subnetworks")
 # Flags whose spelling differs from the field name, and task.seed, which --seed also sets.
 FLAG_NAMES = {("task", "op"): ["--task", "--op"], ("task", "seed"): ["--split-seed"],
-              ("train", "lr_changes"): ["--lr-change"]}
+              ("train", "lr_changes"): ["--lr-change"], ("train", "weight_decay_changes"): ["--weight-decay-change"]}
 CHOICES = {"op": OPERATIONS, "optimizer": OPTIMIZERS, "loss_dtype": LOSS_DTYPES, "act_fn": ACTIVATIONS}
 
 
@@ -67,8 +68,20 @@ def _parse_normalization(text: str) -> str | None:
     return None if text.lower() == "none" else text
 
 
+def _parse_grokfast(text: str) -> str | None:
+    if text.lower() == "none":
+        return None
+    try:
+        parse_grokfast(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 SPECIAL_TYPES = {
     "lr_changes": dict(type=_parse_lr_change, action="append", metavar="STEP:MULT"),
+    "weight_decay_changes": dict(type=_parse_lr_change, action="append", metavar="STEP:MULT"),
+    "grokfast": dict(type=_parse_grokfast, metavar="ema:ALPHA:LAMBDA|ma:WINDOW:LAMBDA|none"),
     "betas": dict(type=float, nargs=2, metavar=("BETA1", "BETA2")),
     "batch_size": dict(type=_parse_batch_size, metavar="N|full"),
     "normalization": dict(type=_parse_normalization, metavar="none|LN"),
@@ -135,7 +148,8 @@ def cmd_info(args: argparse.Namespace) -> None:
           f"{m.act_fn}, LayerNorm {m.normalization or 'off'}, biases {'on' if m.use_bias else 'off'}")
     print(f"training     {tr.optimizer} lr {tr.lr:g} wd {tr.weight_decay:g}, {tr.steps} steps, "
           f"batch {tr.batch_size or 'full'}, loss {tr.loss_dtype}, seed {tr.seed}")
-    extras = {"init_scale": tr.init_scale != 1.0, "constrain_norm": tr.constrain_norm, "lr_changes": tr.lr_changes}
+    extras = {"init_scale": tr.init_scale != 1.0, "constrain_norm": tr.constrain_norm, "lr_changes": tr.lr_changes,
+              "weight_decay_changes": tr.weight_decay_changes, "grokfast": tr.grokfast}
     shown = [f"{k}={getattr(tr, k)}" for k, on in extras.items() if on]
     if shown:
         print(f"interventions {', '.join(shown)}")
@@ -218,6 +232,36 @@ def cmd_plot(args: argparse.Namespace) -> None:
             print(f"{name}: {save_html(fig, directory / f'{key}.html')}")
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import Sweep, run_sweep
+
+    sweep = Sweep.load(args.file, out=args.out)
+    table = run_sweep(sweep, backend=args.backend, workers=args.workers, address=args.address,
+                      progress=not args.quiet)
+    columns = ["name", "status", "memorization_step", "grokking_step", "test_acc", "weight_norm"]
+    print(table[columns].astype(object).where(table[columns].notna(), "-").to_string(index=False))
+    failed = table[table["status"] == "failed"]
+    for name, error in zip(failed["name"], failed["error"]):
+        print(f"failed: {name}: {error}", file=sys.stderr)
+    grokked = table["grokking_step"].notna().sum()
+    print(f"{len(table)} points, {grokked} grokked, {len(failed)} failed; table: {sweep.table_path}")
+    if len(failed):
+        sys.exit(1)
+
+
+def cmd_plot_sweep(args: argparse.Namespace) -> None:
+    from .plots.common import save_html
+    from .plots.sweep import sweep_figures
+    from .sweep import Sweep, load_table
+
+    sweep = Sweep.load(args.file, out=args.out)
+    figures = sweep_figures(load_table(sweep), x=args.x, y=args.y)
+    if not figures:
+        raise UsageError(f"{args.file} sweeps no numeric axis with several values: nothing to plot")
+    for key, fig in figures.items():
+        print(f"{key}: {save_html(fig, sweep.out / f'{key}.html')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="interp-grok", description="Mechanistic interpretability of grokking.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -246,6 +290,26 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{name}", action="store_true", help=f"the {name} analysis")
         p.add_argument("--out", help="analysis root (default: analyses/, results in <root>/<run>/<analysis>/)")
         p.set_defaults(func=func)
+    p = sub.add_parser("sweep", help="train every point of a sweep file (resumes where it stopped)",
+                       description="Train the runs of a sweep TOML file (see interp_grok.sweep) and write "
+                                   "<out>/sweep.csv; finished points are skipped, killed ones resumed.")
+    p.add_argument("file", help="sweep TOML file, e.g. sweeps/phase.toml")
+    p.add_argument("--out", help="output directory (default: the file's `out`)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: a process pool on this machine; ray: one Ray task per point")
+    p.add_argument("--workers", type=int, help="parallel runs (default: all cores; for ray, the CPUs of a local instance)")
+    p.add_argument("--address", help="ray: the cluster to join, e.g. auto (default: start a local instance)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("plot-sweep", help="phase diagram and steps-to-grok plots of a sweep",
+                       description="Write the sweep's figures as HTML beside its table.")
+    p.add_argument("file", help="sweep TOML file")
+    p.add_argument("--out", help="the sweep's output directory (default: the file's `out`)")
+    p.add_argument("--x", help="phase diagram x axis (default: the first numeric swept field)")
+    p.add_argument("--y", help="phase diagram y axis (default: the second)")
+    p.set_defaults(func=cmd_plot_sweep)
+
     analyze, plot = sub.choices["analyze"], sub.choices["plot"]
     plot.add_argument("--log-x", action="store_true", help="log step axis (linear by default)")
     analyze.add_argument("--all", action="store_true", help="every analysis")

@@ -42,6 +42,27 @@ def _check_nonnegative(name: str, value: float) -> None:
         raise ValueError(f"{name}={value!r} must be >= 0")
 
 
+def parse_grokfast(spec: str | None) -> tuple[str, float, float] | None:
+    """A Grokfast spec "ema:ALPHA:LAMBDA" or "ma:WINDOW:LAMBDA" as (kind, alpha or window, lambda); None stays None."""
+    if spec is None:
+        return None
+    expected = 'expected "ema:ALPHA:LAMBDA" (0 <= ALPHA < 1, e.g. ema:0.98:2.0) or "ma:WINDOW:LAMBDA" (e.g. ma:100:5.0)'
+    try:
+        kind, param, lam = str(spec).split(":")
+        param, lam = float(param), float(lam)
+    except ValueError:
+        raise ValueError(f"grokfast={spec!r} is not a filter spec; {expected}") from None
+    if kind not in ("ema", "ma"):
+        raise ValueError(f"grokfast={spec!r}: unknown filter {kind!r}; {expected}")
+    if kind == "ema" and not 0 <= param < 1:
+        raise ValueError(f"grokfast={spec!r}: ALPHA={param:g} must be in [0, 1); {expected}")
+    if kind == "ma" and (param != int(param) or param < 1):
+        raise ValueError(f"grokfast={spec!r}: WINDOW={param:g} must be a positive integer; {expected}")
+    if not math.isfinite(lam):
+        raise ValueError(f"grokfast={spec!r}: LAMBDA={lam} must be a finite number; {expected}")
+    return kind, param, lam
+
+
 @dataclass(frozen=True, kw_only=True)
 class TaskConfig:
     op: str = "add"
@@ -126,6 +147,9 @@ class TrainConfig:
     """Linear warm-up: the lr at step s is lr * min(1, (s + 1) / warmup_steps)."""
     lr_changes: tuple[tuple[int, float], ...] = ()
     """Learning-rate changes (step, multiplier): from that step on the lr is multiplied by it."""
+    weight_decay_changes: tuple[tuple[int, float], ...] = ()
+    """Weight-decay changes (step, multiplier), like lr_changes: from that step on the weight decay is
+    multiplied by it (0 switches it off; e.g. Power et al. 2022 and Liu et al. 2023 on turning decay on/off)."""
     batch_size: int | None = None
     """Minibatch size sampled (seeded, without replacement within a step); None = full batch."""
     loss_dtype: str = "float32"
@@ -134,6 +158,12 @@ class TrainConfig:
     """Omnigrok's alpha: every initial weight is multiplied by it."""
     constrain_norm: bool = False
     """Omnigrok: after every step, rescale all weights back to their total L2 norm at initialisation."""
+    grokfast: str | None = None
+    """Grokfast gradient filter (Lee et al. 2024, "Grokfast: Accelerated Grokking by Amplifying Slow
+    Gradients"): "ema:ALPHA:LAMBDA" adds LAMBDA times the exponential moving average of the gradients
+    (g <- g + LAMBDA * EMA_ALPHA(g), the average starting at the first gradient), e.g. ema:0.98:2.0;
+    "ma:WINDOW:LAMBDA" adds LAMBDA times the mean of the last WINDOW gradients, once WINDOW have been
+    seen, e.g. ma:100:5.0. Applied to the raw gradients before the optimizer step; None = off."""
     seed: int = 0
     """Seed of the initialisation and of minibatch sampling."""
     eval_every: int = 100
@@ -166,6 +196,16 @@ class TrainConfig:
         for change in self.lr_changes:
             if len(change) != 2 or change[0] < 0 or not change[1] > 0:
                 raise ValueError(f"lr_changes entry {change!r} must be (step >= 0, multiplier > 0), e.g. (1000, 10.0)")
+        for change in self.weight_decay_changes:
+            if len(change) != 2 or change[0] < 0 or not change[1] >= 0:
+                raise ValueError(f"weight_decay_changes entry {change!r} must be (step >= 0, multiplier >= 0), "
+                                 f"e.g. (1000, 0.0)")
+        parse_grokfast(self.grokfast)
+
+    @property
+    def grokfast_filter(self) -> tuple[str, float, float] | None:
+        """The parsed `grokfast` spec: ("ema", alpha, lambda) or ("ma", window, lambda); None when off."""
+        return parse_grokfast(self.grokfast)
 
     def lr_at(self, step: int) -> float:
         """Learning rate used by the update at `step` (warm-up times every change already passed)."""
@@ -174,6 +214,14 @@ class TrainConfig:
             if step >= at:
                 lr *= multiplier
         return lr
+
+    def weight_decay_at(self, step: int) -> float:
+        """Weight decay used by the update at `step` (times every change already passed)."""
+        weight_decay = self.weight_decay
+        for at, multiplier in self.weight_decay_changes:
+            if step >= at:
+                weight_decay *= multiplier
+        return weight_decay
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,8 +274,9 @@ def _from_dict(klass: type, data: dict) -> Any:
     data = dict(data)
     if "betas" in data:
         data["betas"] = tuple(data["betas"])
-    if "lr_changes" in data:
-        data["lr_changes"] = tuple((int(s), float(m)) for s, m in data["lr_changes"])
+    for name in ("lr_changes", "weight_decay_changes"):
+        if name in data:
+            data[name] = tuple((int(s), float(m)) for s, m in data[name])
     return klass(**data)
 
 

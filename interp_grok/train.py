@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .checkpoints import (
     CheckpointError,
     Manifest,
+    atomic_write,
     checkpoint_file,
     checkpoint_schedule,
     load_tensors,
@@ -47,6 +48,47 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class Grokfast:
+    """Grokfast's gradient filters (Lee et al. 2024): add lambda times a low-pass of the gradient history.
+
+    "ema": g <- g + lam * m, m <- alpha * m + (1 - alpha) * g (m starts at the first gradient);
+    "ma": g <- g + lam * mean of the last `window` gradients, once `window` have been seen
+    (a ring buffer [window, *param shape] per parameter). `tensors()`/`load()` carry the state
+    through resume.safetensors so a resumed run stays bit-exact.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], kind: str, param: float, lam: float):
+        self.params, self.kind, self.lam = params, kind, lam
+        self.alpha, self.window = (param, 0) if kind == "ema" else (0.0, int(param))
+        self.seen = 0  # gradients filtered so far
+        self.memory: list[torch.Tensor] = []  # ema: one [*shape] per param; ma: one [window, *shape]
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Filter every parameter's .grad in place (call between backward and the optimizer step)."""
+        grads = [p.grad for p in self.params]
+        if not self.memory:
+            self.memory = ([g.detach().clone() for g in grads] if self.kind == "ema" else
+                           [g.new_zeros(self.window, *g.shape) for g in grads])
+        elif self.kind == "ema":
+            for m, g in zip(self.memory, grads):
+                m.mul_(self.alpha).add_(g, alpha=1 - self.alpha)
+        if self.kind == "ma":
+            for m, g in zip(self.memory, grads):
+                m[self.seen % self.window] = g
+        self.seen += 1
+        if self.kind == "ema" or self.seen >= self.window:
+            for m, g in zip(self.memory, grads):
+                g.add_(m if self.kind == "ema" else m.mean(0), alpha=self.lam)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"grokfast.seen": torch.tensor(self.seen), **{f"grokfast.{i}": m for i, m in enumerate(self.memory)}}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.seen = int(tensors["grokfast.seen"])
+        self.memory = [tensors[f"grokfast.{i}"].to(p.device) for i, p in enumerate(self.params)] if self.seen else []
 
 
 def init_model(config: RunConfig) -> GrokTransformer:
@@ -117,6 +159,7 @@ def train(
     optimizer = make_optimizer(model, cfg)
     sampler = torch.Generator().manual_seed(cfg.seed + 1)
     target_norm = total_norm(model)
+    grokfast = Grokfast(list(model.parameters()), *cfg.grokfast_filter) if cfg.grokfast else None
     loss_dtype = getattr(torch, cfg.loss_dtype)
 
     manifest, metrics, start = Manifest(out / "manifest.json"), [], 0
@@ -129,13 +172,15 @@ def train(
         _load_optimizer(optimizer, tensors, json.loads(meta["optimizer"]))
         sampler.set_state(tensors["rng.sampler"])
         target_norm = tensors["target_norm"]
+        if grokfast:
+            grokfast.load(tensors)
         start = int(meta["step"])
         metrics = [row for row in read_metrics(out).to_dict("records") if row["step"] < start]
         logger.info("resuming %s from step %d", out, start)
     else:
         out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "config.json", config.to_json())  # first, so a run killed from here on can resume
         write_split(out, dataset.train_indices)
-        (out / "config.json").write_text(config.to_json())
 
     train_x, train_y = dataset.inputs[dataset.is_train].to(device), dataset.labels[dataset.is_train].to(device)
     checkpoints = set(checkpoint_schedule(cfg.steps, cfg.checkpoint_every, cfg.checkpoint_early))
@@ -155,13 +200,14 @@ def train(
             manifest.write()
             opt_tensors, opt_meta = _optimizer_tensors(optimizer)
             state = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **opt_tensors,
-                     "rng.sampler": sampler.get_state(), "target_norm": target_norm}
+                     "rng.sampler": sampler.get_state(), "target_norm": target_norm,
+                     **(grokfast.tensors() if grokfast else {})}
             save_tensors(out / "resume.safetensors", state, {"step": str(step), "optimizer": json.dumps(opt_meta)})
         if step == cfg.steps:
             break
 
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(step)
+            group["lr"], group["weight_decay"] = cfg.lr_at(step), cfg.weight_decay_at(step)
         if cfg.batch_size is None or cfg.batch_size >= len(train_y):
             x, y = train_x, train_y
         else:
@@ -170,6 +216,8 @@ def train(
         loss = cross_entropy(model(x, final_only=True)[:, -1], y, loss_dtype)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grokfast:
+            grokfast.apply()
         optimizer.step()
         if cfg.constrain_norm:
             with torch.no_grad():

@@ -77,3 +77,13 @@ def test_analyze_needs_an_analysis_and_plot_writes_training_curves(tiny_run, tmp
     html = (tmp_path / tiny_run.name / "training_curves.html").read_text()
     assert code == 0 and "plotly" in html and "<script src=\"http" not in html
 
+
+
+def test_a_corrupt_checkpoint_exits_1_naming_the_file(tiny_run, tmp_path, capsys):
+    import shutil
+    shutil.copytree(tiny_run.path, tmp_path / "run")
+    ckpt = tmp_path / "run" / "ckpt" / "step_000200.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes()[:-10])
+    code, _, err = run_cli(["analyze", str(tmp_path / "run"), "--subnetworks", "--quiet", "--out", str(tmp_path)],
+                           capsys)
+    assert code == 1 and "step_000200.safetensors" in err

@@ -1,0 +1,329 @@
+"""Sweeps: many runs described by one TOML file, trained on all cores or a Ray cluster, summarised in a table.
+
+```toml
+out = "checkpoints/sweeps/phase"  # run directories and sweep.csv go here (relative to the working directory)
+preset = "fast"                   # the starting config (default: RunConfig())
+seeds = [0, 1]                    # every point once per seed (sets train.seed and the split seed, like --seed)
+
+[base]                            # overrides applied to every point: any config field by name
+steps = 1000
+
+[grid]                            # points: the cartesian product of these lists ...
+weight_decay = [0.3, 1.0, 3.0]
+frac_train = [0.2, 0.4, 0.6]
+
+[[points]]                        # ... and/or explicit points, each a table of overrides
+weight_decay = 1.0
+grokfast = "ema:0.98:2.0"
+```
+Field names are the config's (`lr`, `weight_decay`, `p`, ...; `task.seed` / `train.seed` for one seed
+alone); the string "none" stands for None (TOML has no null). Each point is a normal run directory
+named after its overrides (`wd=1_frac=0.3_seed=0`). Running a sweep again skips finished points and
+resumes killed ones; a point that fails is reported in the table with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import multiprocessing
+import os
+import re
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoints import CheckpointError, Manifest, NotARunError, atomic_write
+from .config import ModelConfig, RunConfig, TaskConfig, TrainConfig, preset
+from .run import Run
+from .train import train
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("local", "ray")
+SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": TrainConfig}
+# Short names used in point directory names; other fields appear under their own name.
+ABBREVIATIONS = {"weight_decay": "wd", "frac_train": "frac", "init_scale": "alpha", "constrain_norm": "cn",
+                 "lr_changes": "lrc", "weight_decay_changes": "wdc", "batch_size": "bs", "optimizer": "opt",
+                 "loss_dtype": "loss", "grokfast": "gf"}
+TABLE_COLUMNS = ["status", "error", "memorization_step", "grokking_step", "final_step", "train_loss", "test_loss",
+                 "train_acc", "test_acc", "weight_norm"]
+KNOWN_KEYS = {"out", "preset", "seeds", "base", "grid", "points"}
+
+
+def apply_overrides(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """`base` with fields replaced by name (`lr`, `task.seed`; `seed` sets both seeds; "none" means None)."""
+    data = base.to_dict()
+    for key, value in overrides.items():
+        for section, name in _targets(key):
+            optional = "None" in next(f.type for f in fields(SECTIONS[section]) if f.name == name)
+            data[section][name] = None if optional and value == "none" else value
+    return RunConfig.from_dict(data)
+
+
+def _targets(key: str) -> list[tuple[str, str]]:
+    if key == "seed":
+        return [("train", "seed"), ("task", "seed")]
+    section, _, name = key.rpartition(".")
+    owners = [s for s, klass in SECTIONS.items() if name in {f.name for f in fields(klass)} and section in ("", s)]
+    if not owners:
+        raise ValueError(f"unknown config field {key!r} in the sweep; expected a field name such as 'lr' or "
+                         f"'task.seed' (see `interp-grok train --help`)")
+    return [(owners[0], name)]
+
+
+def config_value(config: RunConfig, key: str) -> Any:
+    """The value of the field `key` (as named in a sweep) in `config`."""
+    section, name = _targets(key)[0]
+    return getattr(getattr(config, section), name)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join("x".join(map(_format_value, v)) if isinstance(v, (list, tuple)) else _format_value(v)
+                        for v in value)
+    return re.sub(r"[^A-Za-z0-9.+]", "-", str(value))
+
+
+def point_name(overrides: dict[str, Any], seed: int) -> str:
+    """Directory name of a point: `wd=1_frac=0.3_seed=0` (abbreviated field names, seed last)."""
+    parts = [f"{ABBREVIATIONS.get(key, key)}={_format_value(value)}" for key, value in overrides.items()]
+    return "_".join([*parts, f"seed={seed}"])
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: its swept overrides (base excluded), its seed and its full config."""
+
+    name: str
+    overrides: dict[str, Any]
+    seed: int
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file: where its runs go and every point to train."""
+
+    out: Path
+    points: tuple[SweepPoint, ...]
+    axes: tuple[str, ...]
+    """The swept override names, in file order (columns of the table)."""
+
+    def __post_init__(self):
+        if not self.points:
+            raise ValueError("the sweep has no points; give a [grid] of lists, [[points]] tables, or seeds")
+        names = [p.name for p in self.points]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"sweep points {duplicates} appear more than once; make the grid and points distinct")
+
+    @classmethod
+    def load(cls, path: str | Path, out: str | Path | None = None) -> Sweep:
+        """Read a sweep TOML file; `out` replaces its output directory."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"sweep file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path} is not valid TOML ({e})") from None
+        return cls.from_dict(data, out=out, default_out=Path("checkpoints/sweeps") / path.stem)
+
+    @classmethod
+    def from_dict(cls, data: dict, out: str | Path | None = None, default_out: str | Path | None = None) -> Sweep:
+        """A sweep from the TOML's contents (see the module docstring for the keys)."""
+        unknown = set(data) - KNOWN_KEYS
+        if unknown:
+            raise ValueError(f"unknown sweep key(s) {sorted(unknown)}; expected some of {sorted(KNOWN_KEYS)}")
+        out = out or data.get("out") or default_out
+        if out is None:
+            raise ValueError("the sweep needs an output directory: out = \"checkpoints/sweeps/NAME\"")
+        base = apply_overrides(preset(data["preset"]) if "preset" in data else RunConfig(), data.get("base", {}))
+        grid = data.get("grid", {})
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid entry {key} = {values!r} must be a non-empty list, e.g. {key} = [0.1, 1.0]")
+        seeds = data.get("seeds", [base.train.seed])
+        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
+            raise ValueError(f"seeds = {seeds!r} must be a list of integers, e.g. seeds = [0, 1, 2]")
+        grid_points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+        listed = data.get("points", [])
+        if not isinstance(listed, list) or not all(isinstance(p, dict) for p in listed):
+            raise ValueError("points must be an array of tables: [[points]] followed by overrides such as lr = 1e-2")
+        overrides = grid_points + listed or [{}]
+        axes = tuple(dict.fromkeys(key for o in overrides for key in o))
+        points = tuple(SweepPoint(point_name(o, seed), o, seed, apply_overrides(base, {**o, "seed": seed}))
+                       for o in overrides for seed in seeds)
+        return cls(Path(out), points, axes)
+
+    @property
+    def table_path(self) -> Path:
+        return self.out / "sweep.csv"
+
+    def directory(self, point: SweepPoint) -> Path:
+        return self.out / point.name
+
+    def is_done(self, point: SweepPoint) -> bool:
+        try:
+            return Manifest.read(self.directory(point)).complete
+        except (CheckpointError, NotARunError):
+            return False
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_point(config_json: str, out: str) -> str | None:
+    """Train or resume one point with one torch thread; None on success, else the error as text."""
+    with _one_torch_thread():
+        try:
+            train(RunConfig.from_json(config_json), out, resume=True, progress=False)
+        except Exception as e:  # noqa: BLE001 -- a failing point is reported, the sweep goes on
+            logger.warning("sweep point %s failed: %s: %s", out, type(e).__name__, e)
+            return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _run_local(jobs: list[tuple[str, str]], workers: int) -> Iterator[tuple[str, str | None]]:
+    if workers == 1:
+        for config_json, out in jobs:
+            yield out, train_point(config_json, out)
+        return
+    context = multiprocessing.get_context("forkserver")  # fork-safe with torch's thread pools
+    context.set_forkserver_preload([__name__])  # workers fork from a server that imported torch once
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        futures = {pool.submit(train_point, config_json, out): out for config_json, out in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+    finally:  # interrupted: start no further point
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run_ray(jobs: list[tuple[str, str]], workers: int | None, address: str | None) -> Iterator[tuple[str, str | None]]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs Ray: pip install 'interp-grok[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        if address is None:  # a local instance: its workers import this very copy of interp_grok
+            package_root = str(Path(__file__).resolve().parent.parent)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": package_root}})
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(train_point)
+        pending = {remote.remote(config_json, out): out for config_json, out in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            yield pending.pop(done[0]), ray.get(done[0])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_sweep(
+    sweep: Sweep, *, backend: str = "local", workers: int | None = None, address: str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Train every unfinished point (skipping finished ones), write `sweep.table_path`, return the table.
+
+    backend "local": a process pool of `workers` (default: all cores; 1 trains in this process);
+    "ray": one Ray task per point, on the cluster at `address` (default: a local instance of `workers` CPUs).
+    Run directories must be on a file system every worker sees.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not supported; expected one of {', '.join(BACKENDS)}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers={workers!r} must be >= 1")
+    if address is not None and backend != "ray":
+        raise ValueError(f"address={address!r} only applies to the ray backend; pass backend='ray'")
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    todo = [p for p in sweep.points if not sweep.is_done(p)]
+    logger.info("sweep %s: %d of %d points to train", sweep.out, len(todo), len(sweep.points))
+    jobs = [(p.config.to_json(), str(sweep.directory(p))) for p in todo]
+    if backend == "local":
+        results = _run_local(jobs, min(workers or _cores(), max(len(jobs), 1)))
+    else:
+        results = _run_ray(jobs, workers, address)
+    by_dir = {str(sweep.directory(p)): p for p in sweep.points}
+    rows = {p.name: _row(sweep, p, None) for p in sweep.points if p not in todo}
+    for out, error in tqdm(results, total=len(jobs), desc=sweep.out.name, disable=not progress):
+        rows[by_dir[out].name] = _row(sweep, by_dir[out], error)
+        write_table(sweep, _table(sweep, rows))  # the table grows as points finish
+    table = _table(sweep, rows)
+    write_table(sweep, table)
+    return table
+
+
+def _row(sweep: Sweep, point: SweepPoint, error: str | None) -> dict[str, Any]:
+    row = {"name": point.name, **{axis: _cell(config_value(point.config, axis)) for axis in sweep.axes},
+           "seed": point.seed}
+    if error is not None:
+        return {**row, "status": "failed", "error": error}
+    directory = sweep.directory(point)
+    if not sweep.is_done(point):
+        return {**row, "status": "incomplete" if (directory / "config.json").exists() else "pending"}
+    run = Run.open(directory)
+    final = run.metrics.iloc[-1]
+    weights = run.state_dict("final")
+    norm = math.sqrt(sum(float(w.double().pow(2).sum()) for w in weights.values()))
+    return {**row, "status": "done", "memorization_step": run.milestones["memorization"],
+            "grokking_step": run.milestones["grokking"], "final_step": run.final_step,
+            **{k: float(final[k]) for k in ("train_loss", "test_loss", "train_acc", "test_acc")}, "weight_norm": norm}
+
+
+def _cell(value: Any) -> Any:
+    """A table cell for an override: scalars as they are, lists as JSON."""
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+
+
+def _table(sweep: Sweep, rows: dict[str, dict]) -> pd.DataFrame:
+    columns = ["name", *sweep.axes, "seed", *TABLE_COLUMNS]
+    table = pd.DataFrame([rows[p.name] for p in sweep.points if p.name in rows], columns=columns)
+    for column in ("memorization_step", "grokking_step", "final_step"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def write_table(sweep: Sweep, table: pd.DataFrame) -> Path:
+    atomic_write(sweep.table_path, table.to_csv(index=False))
+    return sweep.table_path
+
+
+def load_table(sweep: Sweep) -> pd.DataFrame:
+    """The table written by the last `run_sweep` (a clear error when there is none)."""
+    if not sweep.table_path.exists():
+        raise ValueError(f"{sweep.table_path} does not exist; run the sweep first (`interp-grok sweep FILE`)")
+    table = pd.read_csv(sweep.table_path)
+    for column in ("memorization_step", "grokking_step", "final_step"):
+        table[column] = table[column].astype("Int64")
+    return table
