@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from interp_grok import GrokTransformer, ModelConfig, TaskConfig, make_dataset
-from interp_grok.analyses import ablation, saliency
+from interp_grok.analyses import ablation, fourier, saliency
 from interp_grok.analyses.results import result_dir
 from interp_grok.evaluate import per_input_loss
 from interp_grok.analyses.ablation import NeuronAblation
@@ -270,3 +270,17 @@ def test_after_grokking_top_salient_neurons_matter_far_more_than_random_ones(gro
     abl = ablation.topk_ablation(grokked_run, ks=[8], steps=["final"], random_draws=5)
     test = abl.table[abl.table["split"] == "test"].groupby("selection")["loss_increase"].mean()
     assert test["top"] > 1.0 and test["top"] > 10 * test["random"]
+
+
+def test_fourier_ranking_ablates_the_neurons_with_the_largest_key_frequency_fraction(tiny_run):
+    steps = tiny_run.steps[-2:]
+    abl = ablation.topk_ablation(tiny_run, ks=[2], rank_by="fourier", random_draws=0, bottom=False, steps=steps)
+    dataset = tiny_run.dataset
+    for i, step in enumerate(steps):
+        model = tiny_run.model(step)
+        fraction = fourier.neuron_frequencies(model)[1]
+        torch.testing.assert_close(abl.scores[i], fraction.float(), atol=0, rtol=0)
+        top2 = torch.sort(fraction, descending=True, stable=True).indices[:2]
+        logits = NeuronAblation(model, dataset.inputs).hooked_logits(top2[None])[0]
+        expected = per_input_loss(logits, dataset.labels)[dataset.split("train")].mean().item()
+        assert abl.table.query("step == @step and split == 'train'")["loss"].item() == pytest.approx(expected, rel=1e-5)
