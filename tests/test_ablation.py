@@ -6,9 +6,9 @@ import torch
 
 from interp_grok import GrokTransformer, ModelConfig, TaskConfig, make_dataset
 from interp_grok.analyses import ablation, fourier, saliency
+from interp_grok.analyses.ablation import NeuronAblation
 from interp_grok.analyses.results import result_dir
 from interp_grok.evaluate import per_input_loss
-from interp_grok.analyses.ablation import NeuronAblation
 
 
 def no_hooks_left(model: GrokTransformer) -> bool:

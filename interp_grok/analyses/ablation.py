@@ -290,7 +290,9 @@ def _fourier_scores(run_or_model, steps, layer, progress, dataset) -> Tensor:
 
 
 # (run_or_model, steps or None, layer, progress, dataset or None) -> [n_steps, d_mlp]
-_SCORERS: dict[str, Callable[..., Tensor]] = {"saliency": _saliency_scores, "norm": _norm_scores, "fourier": _fourier_scores}
+_SCORERS: dict[str, Callable[..., Tensor]] = {
+    "saliency": _saliency_scores, "norm": _norm_scores, "fourier": _fourier_scores,
+}
 
 
 def neuron_scores(
