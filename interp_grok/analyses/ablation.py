@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
@@ -359,7 +360,7 @@ class AblationResult:
         meta.pop("analysis", None)
         return cls(table=tables["table"], clean=tables["clean"], scores=arrays["scores"], meta=meta)
 
-    def plot(self, split: str = "test", log_x: bool = False):
+    def plot(self, split: str = "test", log_x: bool = False) -> go.Figure:
         """Loss increase against step per k, top-k against the random band (damage vs k for one model)."""
         from ..plots import ablation as plots
 
@@ -367,7 +368,8 @@ class AblationResult:
             return plots.damage_vs_k(self.table, split=split)
         return plots.damage_vs_step(self.table, self.milestones, split=split, log_x=log_x)
 
-    def figures(self) -> dict:
+    def figures(self) -> dict[str, go.Figure]:
+        """damage_vs_step (test and train), acc_drop_vs_step, damage_vs_k (one model: damage_vs_k per split)."""
         from ..plots import ablation as plots
 
         if (self.table["step"] < 0).all():
