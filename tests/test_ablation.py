@@ -98,7 +98,9 @@ def test_cross_entropy_without_cancellation_matches_float64_log_softmax():
     logits[0, torch.arange(10), labels[:10]] = torch.linspace(-5, 4, 10)  # losses from ~0.7 down to ~1e-10
     expected = per_input_loss(logits, labels)
     correct = logits.argmax(-1) == labels
-    loss, got_correct = ablation.cross_entropy_and_correct_(logits.clone(), labels)
+    before = logits.clone()
+    loss, got_correct = ablation.cross_entropy_and_correct(logits, labels)
+    assert torch.equal(logits, before)
     torch.testing.assert_close(loss.double(), expected, atol=0, rtol=1e-5)
     assert expected[0, :10].min() < 1e-9 and torch.equal(got_correct, correct)
 

@@ -20,7 +20,7 @@ is the last one and no LayerNorm follows it, the logits are linear in hook_post,
 from one clean forward pass per checkpoint; otherwise each neuron set gets a hooked forward pass.
 Top-k, random-k and bottom-k are prefixes of three orderings of the neurons, so the sets for
 increasing k are nested and each neuron's term is subtracted once (`NeuronAblation.prefix_metrics`).
-Losses use a cancellation-free float32 cross-entropy (`cross_entropy_and_correct_`).
+Losses use a cancellation-free float32 cross-entropy (`cross_entropy_and_correct`).
 
 Rankings (`rank_by`, scores per neuron, higher = more important):
 - "saliency": median |integrated gradient| of the correct logit over the training inputs
@@ -108,17 +108,18 @@ def ablated_logits(
     return torch.baddbmm(logits.expand(len(neurons), -1, -1), delta[neurons].transpose(1, 2), W_OU[neurons], alpha=-1)
 
 
-def cross_entropy_and_correct_(
-    logits: Float[Tensor, "sets batch vocab"], labels: Int[Tensor, " batch"]
+def cross_entropy_and_correct(
+    logits: Float[Tensor, "sets batch vocab"], labels: Int[Tensor, " batch"],
+    scratch: Float[Tensor, "sets batch vocab"] | None = None,
 ) -> tuple[Float[Tensor, "sets batch"], Bool[Tensor, "sets batch"]]:
-    """Per-input cross-entropy and whether the label's logit is strictly the largest; overwrites `logits`.
+    """Per-input cross-entropy and whether the label's logit is strictly the largest (a tie counts as wrong).
 
     The loss is softplus(logsumexp over c != label of (logit_c - logit_label)): no cancellation, so
     float32 resolves losses near 1e-7 as the float64 log-softmax does, at a fraction of the cost.
-    A tie with the label counts as wrong.
+    `scratch` (same shape as logits, overwritten) saves allocating the margins.
     """
     index = labels[:, None].expand(*logits.shape[:-1], 1)
-    margins = logits.sub_(logits.gather(-1, index)).scatter_(-1, index, float("-inf"))  # [sets, batch, vocab]
+    margins = torch.sub(logits, logits.gather(-1, index), out=scratch).scatter_(-1, index, float("-inf"))
     largest = margins.amax(-1, keepdim=True)
     lse = largest + margins.sub_(largest).exp_().sum(-1, keepdim=True).log_()
     return F.softplus(lse.squeeze(-1)), largest.squeeze(-1) < 0
@@ -221,8 +222,8 @@ class NeuronAblation:
         loss = torch.empty(len(orders), len(ks), len(masks), dtype=torch.float64)
         acc = torch.empty_like(loss)
 
-        def record(logits: Tensor, rows: slice, i: int) -> None:
-            l, correct = cross_entropy_and_correct_(logits, labels)
+        def record(logits: Tensor, rows: slice, i: int, scratch: Tensor | None = None) -> None:
+            l, correct = cross_entropy_and_correct(logits, labels, scratch)
             loss[rows, i], acc[rows, i] = split_means(l, columns).cpu(), split_means(correct, columns).cpu()
 
         if not self.linear:
@@ -237,7 +238,7 @@ class NeuronAblation:
             for i, k in enumerate(ks):
                 new = part[:, done:k]
                 running.baddbmm_(self.delta[new].transpose(1, 2), self.W_OU[new], alpha=-1)
-                record(scratch.copy_(running), rows, i)
+                record(running, rows, i, scratch)
                 done = k
         return loss, acc
 
