@@ -7,7 +7,7 @@ then, side by side on the same checkpoints and neuron sets (7 ks x (top + 5 rand
            nested sets sharing work (`NeuronAblation.prefix_metrics`)
 and finally the whole trajectory through `ablation.topk_ablation` (rank_by="norm").
 
-    python benchmarks/ablation_speed.py            # ~1-2 minutes on 2 CPU cores
+    python benchmarks/ablation_speed.py            # ~1.5 minutes on 2 quiet CPU cores (half of it training)
     python benchmarks/ablation_speed.py --fast     # smoke test: p = 23, a few checkpoints
     python benchmarks/ablation_speed.py --run checkpoints/nanda   # an existing run
 """
