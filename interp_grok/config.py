@@ -288,12 +288,13 @@ PRESETS: dict[str, RunConfig] = {
         train=TrainConfig(steps=40_000, lr=1e-3, weight_decay=1.0, loss_dtype="float64", eval_every=100,
                           checkpoint_every=100),
     ),
-    # The same architecture with high lr and strong decoupled weight decay: groks p=113 in a few hundred
-    # steps on 2 CPU cores (see README for the measured figures).
+    # The same architecture with high lr and strong decoupled weight decay: groks p=113 at step 140-230
+    # (seeds 0-3), ~20 s on 2 CPU cores. The lr drop at step 250 damps the loss spikes this regime has.
     "fast": RunConfig(
         task=TaskConfig(op="add", p=113, frac_train=0.3),
         model=ModelConfig(),
-        train=TrainConfig(steps=300, lr=1e-2, weight_decay=4.0, loss_dtype="float64", eval_every=10,
+        train=TrainConfig(steps=350, lr=1e-2, weight_decay=4.0, lr_changes=((250, 0.1),), loss_dtype="float64",
+                          eval_every=10,
                           checkpoint_every=10, checkpoint_early=10),
     ),
     # A tiny configuration for tests and smoke runs: memorizes p=13 in a second.

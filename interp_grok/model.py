@@ -90,37 +90,40 @@ class Attention(nn.Module):
         out = (x @ W.permute(1, 0, 2).reshape(d, h * e)).unflatten(-1, (h, e))
         return out if b is None else out + b
 
-    def key_value_tables(
-        self, W_E: Float[Tensor, "d_vocab d_model"], W_pos: Float[Tensor, "n_ctx d_model"]
-    ) -> tuple[Tensor, Tensor]:
-        """Keys and values per token and per position, [d_vocab|n_ctx, head, 2 * d_head], biases in the
-        position table: in layer 0 without LayerNorm, k|v(token t at pos i) = tok_table[t] + pos_table[i]."""
-        W_KV = torch.cat([self.W_K, self.W_V], dim=-1)  # [head, d_model, 2 * d_head]
-        tok_table = self._project(W_E[None], W_KV, None)[0]
-        pos_table = self._project(W_pos[None], W_KV, torch.cat([self.b_K, self.b_V], -1) if self.use_bias else None)[0]
-        return tok_table, pos_table
+    def token_keys_values(
+        self, tokens: Int[Tensor, "batch pos"], W_E: Float[Tensor, "d_vocab d_model"],
+        W_pos: Float[Tensor, "n_ctx d_model"],
+    ) -> tuple[Float[Tensor, "batch pos head d_head"], Float[Tensor, "batch pos head d_head"]]:
+        """Keys and values of layer 0 without LayerNorm from per-token and per-position tables:
+        k(token t at position i) = (W_E[t] + W_pos[i]) @ W_K = (W_E @ W_K)[t] + (W_pos @ W_K)[i]."""
+        out = []
+        for W, b in ((self.W_K, "b_K"), (self.W_V, "b_V")):
+            tok_table = self._project(W_E[None], W, None)[0]  # [d_vocab, head, d_head]
+            pos_table = self._project(W_pos[None, : tokens.shape[1]], W, getattr(self, b, None))[0]
+            # F.embedding's backward is a fast scatter-add, unlike indexing's
+            out.append(F.embedding(tokens, tok_table.flatten(1)).unflatten(-1, tok_table.shape[1:]) + pos_table)
+        return out[0], out[1]
 
     def forward(
         self,
         x_q: Float[Tensor, "batch q_pos d_model"],
         x_kv: Float[Tensor, "batch pos d_model"],
-        kv: Float[Tensor, "batch pos head two_d_head"] | None = None,
+        kv: tuple[Tensor, Tensor] | None = None,
     ) -> Float[Tensor, "batch q_pos d_model"]:
         """Attention of the last q_pos positions (queries from x_q) over all positions of x_kv
-        (keys and values concatenated in `kv` when precomputed)."""
+        (or over precomputed keys and values `kv`, each [batch, pos, head, d_head])."""
         bias = (lambda name: getattr(self, name)) if self.use_bias else (lambda name: None)
         q = self.hook_q(self._project(x_q, self.W_Q, bias("b_Q")))
         if kv is None:
-            k, v = self._project(x_kv, self.W_K, bias("b_K")), self._project(x_kv, self.W_V, bias("b_V"))
-        else:
-            k, v = kv.chunk(2, dim=-1)
-        k, v = self.hook_k(k), self.hook_v(v)
+            kv = self._project(x_kv, self.W_K, bias("b_K")), self._project(x_kv, self.W_V, bias("b_V"))
+        k, v = self.hook_k(kv[0]), self.hook_v(kv[1])
         n_q, n_k = q.shape[1], k.shape[1]
-        scores = q.transpose(1, 2) @ k.permute(0, 2, 3, 1) / self.attn_scale  # [batch, head, q_pos, pos]
+        # Broadcast products, not batched matmuls: with 3 positions bmm's per-matrix overhead dominates.
+        scores = (q[:, :, None] * k[:, None]).sum(-1).permute(0, 3, 1, 2) / self.attn_scale  # [batch, head, q_pos, pos]
         mask = self.mask[n_k - n_q : n_k, :n_k]
         scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
-        z = self.hook_z((pattern @ v.transpose(1, 2)).transpose(1, 2))  # [batch, q_pos, head, d_head]
+        z = self.hook_z((pattern.permute(0, 2, 3, 1)[..., None] * v[:, None]).sum(2))  # [batch, q_pos, head, d_head]
         h, e, d = self.W_O.shape
         out = z.flatten(-2) @ self.W_O.reshape(h * e, d)
         return out + self.b_O if self.use_bias else out
@@ -158,7 +161,8 @@ class TransformerBlock(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(
-        self, resid: Float[Tensor, "batch pos d_model"], final_only: bool = False, kv: Tensor | None = None
+        self, resid: Float[Tensor, "batch pos d_model"], final_only: bool = False,
+        kv: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         """Returns [batch, pos, d_model], or [batch, 1, d_model] (the final position) if final_only."""
         resid = self.hook_resid_pre(resid)
@@ -221,7 +225,8 @@ class GrokTransformer(HookedRootModule):
         if tokens.ndim != 2 or tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"tokens must be [batch, pos <= {self.cfg.n_ctx}], got shape {tuple(tokens.shape)}")
         resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
-        kv = self._layer0_key_values(tokens) if self._kv_tables_exact() else None
+        kv = self.blocks[0].attn.token_keys_values(tokens, self.embed.W_E, self.pos_embed.W_pos) \
+            if self._kv_tables_exact() else None
         for i, block in enumerate(self.blocks):
             resid = block(resid, final_only=final_only and i == len(self.blocks) - 1, kv=kv if i == 0 else None)
         return self.unembed(self.ln_final(resid))
@@ -231,12 +236,6 @@ class GrokTransformer(HookedRootModule):
         embeddings or resid_pre sits in between."""
         points = (self.hook_embed, self.hook_pos_embed, self.blocks[0].hook_resid_pre)
         return self.cfg.normalization is None and not any(hp._forward_hooks for hp in points)
-
-    def _layer0_key_values(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos head two_d_head"]:
-        # Gathering from [d_vocab + n_ctx] tables replaces a [batch * pos, d_model] @ [d_model, 2 * h * e] matmul.
-        tok_table, pos_table = self.blocks[0].attn.key_value_tables(self.embed.W_E, self.pos_embed.W_pos)
-        kv = F.embedding(tokens, tok_table.flatten(1)).unflatten(-1, tok_table.shape[1:])  # fast sparse backward
-        return kv + pos_table[: tokens.shape[1]]
 
     def run_with_cache(self, *args, **kwargs) -> tuple[Tensor, ActivationCache]:
         """Like TransformerLens: (logits, ActivationCache of every hook or of `names_filter`)."""

@@ -111,5 +111,7 @@ def median(x: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
     n = x.shape[-1]
     if n == 0:
         raise ValueError("median of an empty axis is undefined; pass at least one value")
-    ordered = x.sort(-1).values
-    return (ordered[..., (n - 1) // 2] + ordered[..., n // 2]) / 2
+    x = x.contiguous()  # selection along a strided axis is ~2x slower
+    low = x.kthvalue((n + 1) // 2, -1).values  # kthvalue is 1-based and O(n), a full sort is O(n log n)
+    high = low if n % 2 else x.kthvalue(n // 2 + 1, -1).values
+    return (low + high) / 2
