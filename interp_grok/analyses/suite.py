@@ -13,13 +13,15 @@ its fingerprint matches what would be computed now, so a second `analyze --all` 
 while new checkpoints (a resumed run), other steps or other options recompute. Any rewrite of
 `meta.json` by other code drops the fingerprint, which only costs a recomputation.
 
-Shared work (measured on the fast preset, p = 113, 38 checkpoints, 2 CPU cores; see
-`benchmarks/suite_speed.py`): a forward pass over all p² inputs is 10-40% of each analysis's time
-per checkpoint and loading a checkpoint ~1%, while the per-neuron medians of saliency dominate. The
-one expensive repetition is the saliency that `ablation` ranks neurons by: it reads the saved
-saliency result when present, so the suite runs saliency before ablation and saves each result as
-soon as it is computed. One progress bar covers every analysis: it counts the distinct checkpoints
-each analysis has loaded.
+Shared work (`benchmarks/suite_speed.py`, fast preset, 10 checkpoints, 2 busy CPU cores): one
+forward pass over all p² inputs is ~0.36 s per checkpoint; Fourier is ~90% that pass, saliency ~40%,
+subnetworks (several masked passes) ~75%, while loading a checkpoint is 0.5-3%. Fourier, saliency and
+ablation each make one clean pass, so sharing it would save about 2 of ~4 s per checkpoint of a cold
+`analyze --all` at most; the cache saves everything on a repeat (42 s cold, 0.03 s cached). The one
+expensive repetition, the saliency that `ablation` ranks neurons by, is avoided: ablation reads the
+saliency saved under the default root (./analyses), so the suite runs saliency first and saves each
+result as soon as it is computed. One progress bar covers every analysis: it counts the distinct
+checkpoints each analysis has loaded.
 """
 
 from __future__ import annotations
