@@ -16,7 +16,7 @@ while new checkpoints (a resumed run), other steps or other options recompute. A
 Shared work (`benchmarks/suite_speed.py`, fast preset, 10 checkpoints, 2 busy CPU cores): one
 forward pass over all p² inputs is ~0.36 s per checkpoint; Fourier is ~90% that pass, saliency ~40%,
 subnetworks (several masked passes) ~75%, while loading a checkpoint is 0.5-3%. Fourier, saliency and
-ablation each make one clean pass, so sharing it would save about 2 of ~4 s per checkpoint of a cold
+ablation each make one clean pass, so sharing it would save about 0.7 of ~4.2 s per checkpoint of a cold
 `analyze --all` at most; the cache saves everything on a repeat (42 s cold, 0.03 s cached). The one
 expensive repetition, the saliency that `ablation` ranks neurons by, is avoided: ablation reads the
 saliency saved under the default root (./analyses), so the suite runs saliency first and saves each
