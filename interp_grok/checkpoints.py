@@ -30,6 +30,8 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
 
 FORMAT = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 METRIC_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
 
 
@@ -47,6 +49,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     data = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -236,8 +236,6 @@ def cmd_plot(args: argparse.Namespace) -> None:
         module = importlib.import_module(f"interp_grok.analyses.{name}")
         directory = result_dir(run, name, args.out)
         for key, fig in module.load(directory).figures().items():
-            if args.log_x:
-                fig.update_xaxes(type="log")
             print(f"{name}: {save_html(fig, directory / f'{key}.html')}")
 
 
@@ -370,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plot_sweep)
 
     analyze, plot = sub.choices["analyze"], sub.choices["plot"]
-    plot.add_argument("--log-x", action="store_true", help="log step axis (linear by default)")
+    plot.add_argument("--log-x", action="store_true", help="log step axis for the training curves (linear by default)")
     analyze.add_argument("--all", action="store_true", help="every analysis")
     analyze.add_argument("--steps", help="only checkpoints with START <= step <= END, as START:END")
     analyze.add_argument("--every", type=int, default=1, help="only every n-th checkpoint")

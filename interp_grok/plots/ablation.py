@@ -77,7 +77,7 @@ def damage_vs_step(
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_xaxes(title_text="training step", row=math.ceil(len(ks) / cols))
     fig.update_yaxes(title_text=METRIC_LABELS[metric], col=1)
-    mark_milestones(fig, milestones or {})
+    mark_milestones(fig, milestones or {}, log_x=log_x)
     fig.update_layout(title=title or f"Ablating the top-k neurons vs k random ones: {METRIC_LABELS[metric]} ({split})",
                       template="plotly_white", height=300 * math.ceil(len(ks) / cols) + 120)
     return fig

@@ -36,7 +36,7 @@ def mode_heatmap(
     fig = go.Figure(go.Heatmap(x=grid.columns, y=grid.index, z=grid.to_numpy(), colorscale="Viridis",
                                colorbar_title=VALUE_LABELS[value],
                                hovertemplate="step %{x}<br>k %{y}<br>%{z:.4g}<extra></extra>"))
-    mark_milestones(fig, milestones or {})
+    mark_milestones(fig, milestones or {}, log_x=log_x)
     _step_axis(fig, log_x)
     fig.update_yaxes(title_text="frequency k (key frequencies ticked)" if key_frequencies else "frequency k",
                      tickmode="array" if key_frequencies else "auto", tickvals=list(key_frequencies) or None)
@@ -71,7 +71,7 @@ def progress_lines(
         fig.add_trace(go.Scatter(x=t["step"], y=t["key_share"], name="all key modes", mode=mode,
                                  line=dict(color="black", dash="dot")), row=2, col=1)
         fig.update_yaxes(title_text="share of logit norm²", range=[0, 1.02], row=2, col=1)
-    mark_milestones(fig, milestones or {})
+    mark_milestones(fig, milestones or {}, log_x=log_x)
     _step_axis(fig, log_x, row=rows, col=1)
     fig.update_layout(title=f"Fourier progress measures (key frequencies {list(key_frequencies)})",
                       template="plotly_white", height=380 * rows)
@@ -89,7 +89,7 @@ def sparsity_lines(progress_table: pd.DataFrame, *, milestones: dict | None = No
                              line_shape="hv"), row=2, col=1)
     fig.update_yaxes(title_text="Gini coefficient", range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="count", rangemode="tozero", row=2, col=1)
-    mark_milestones(fig, milestones or {})
+    mark_milestones(fig, milestones or {}, log_x=log_x)
     _step_axis(fig, log_x, row=2, col=1)
     fig.update_layout(title="Sparsity of the Fourier representation", template="plotly_white", height=620)
     return fig
@@ -125,7 +125,7 @@ def frequency_heatmap(
     fig = go.Figure(go.Heatmap(x=grid.columns, y=grid.index, z=grid.to_numpy(), colorscale="Viridis",
                                colorbar_title=VALUE_LABELS[value],
                                hovertemplate="step %{x}<br>k %{y}<br>%{z:.3g}<extra></extra>"))
-    mark_milestones(fig, milestones or {})
+    mark_milestones(fig, milestones or {}, log_x=log_x)
     _step_axis(fig, log_x)
     fig.update_yaxes(title_text="frequency k")
     fig.update_layout(title=f"Evolution of the {VALUE_LABELS[value]} per frequency", template="plotly_white",

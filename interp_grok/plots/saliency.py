@@ -86,7 +86,7 @@ def histogram_heatmap(
         customdata=counts, hovertemplate="step %{x}<br>bin centre %{y:.3g}<br>%{customdata} neurons<extra></extra>",
     ))
     if histograms["step"].min() >= 0:
-        mark_milestones(fig, milestones or {})
+        mark_milestones(fig, milestones or {}, log_x=log_x)
     fig.update_xaxes(title_text="training step", type="log" if log_x else "linear")
     fig.update_yaxes(title_text=f"{SALIENCY_UNITS} (target units)")
     fig.update_layout(title=title or f"Per-neuron median saliency over training ({split} inputs)",
@@ -109,7 +109,7 @@ def skew_over_training(
                                      showlegend=col == 1), row=1, col=col)
             fig.update_yaxes(title_text=label, row=1, col=col)
     if skew["step"].min() >= 0:
-        mark_milestones(fig, milestones or {})
+        mark_milestones(fig, milestones or {}, log_x=log_x)
     fig.update_xaxes(title_text="training step", type="log" if log_x else "linear")
     fig.update_layout(title=title or "Inequality of per-neuron median saliency over training",
                       template="plotly_white", height=420)

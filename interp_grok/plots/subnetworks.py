@@ -13,7 +13,7 @@ COLORS = {"generalizing": "#2ca02c", "memorizing": "#9467bd", "random": "#7f7f7f
 
 def _finish(fig: go.Figure, milestones: dict, title: str, log_x: bool, height: int = 440) -> go.Figure:
     fig.update_xaxes(title_text="training step", type="log" if log_x else "linear")
-    mark_milestones(fig, milestones)
+    mark_milestones(fig, milestones, log_x=log_x)
     fig.update_layout(title=title, template="plotly_white", height=height)
     return fig
 
