@@ -14,7 +14,7 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import mark_milestones
+from .common import MILESTONE_LABELS, mark_milestones
 
 METRIC_LABELS = {"loss_increase": "loss increase (nats)", "acc_drop": "accuracy drop (fraction)",
                  "loss": "loss (nats)", "acc": "accuracy (fraction)"}
@@ -53,7 +53,7 @@ def damage_vs_step(
     ks = sorted(rows["k"].unique())
     cols = min(3, len(ks))
     fig = make_subplots(rows=math.ceil(len(ks) / cols), cols=cols, subplot_titles=[f"k = {k}" for k in ks],
-                        shared_xaxes=True)
+                        vertical_spacing=0.12)
     for i, k in enumerate(ks):
         row, col, first = i // cols + 1, i % cols + 1, i == 0
         sub = rows[rows["k"] == k]
@@ -77,10 +77,18 @@ def damage_vs_step(
     fig.update_xaxes(type="log" if log_x else "linear")
     fig.update_xaxes(title_text="training step", row=math.ceil(len(ks) / cols))
     fig.update_yaxes(title_text=METRIC_LABELS[metric], col=1)
-    mark_milestones(fig, milestones or {}, log_x=log_x)
-    fig.update_layout(title=title or f"Ablating the top-k neurons vs k random ones: {METRIC_LABELS[metric]} ({split})",
+    mark_milestones(fig, milestones or {}, log_x=log_x, labels=False)
+    default_title = (f"Ablating the top-k neurons vs k random ones: {METRIC_LABELS[metric]} ({split})"
+                     f"<br><sup>{_milestone_caption(milestones or {})}</sup>")
+    fig.update_layout(title=title or default_title,
                       template="plotly_white", height=300 * math.ceil(len(ks) / cols) + 120)
     return fig
+
+
+def _milestone_caption(milestones: dict[str, int | None]) -> str:
+    marked = [f"{label} at step {milestones[key]}" for key, label in MILESTONE_LABELS.items()
+              if milestones.get(key) is not None]
+    return f"dashed lines: {'; '.join(marked)}" if marked else "no grokking milestone reached"
 
 
 def _pick_steps(available: Sequence[int], milestones: dict[str, int | None]) -> list[int]:

@@ -17,19 +17,20 @@ TRAIN_COLOR, TEST_COLOR = "#1f77b4", "#d62728"
 
 
 def mark_milestones(fig: go.Figure, milestones: dict[str, int | None], log_x: bool = False,
-                    **line_kwargs) -> go.Figure:
-    """Dashed vertical lines at the memorization and grokking steps (on every subplot).
+                    labels: bool = True, **line_kwargs) -> go.Figure:
+    """Dashed vertical lines at the memorization and grokking steps (on every subplot), labelled
+    unless `labels=False` (small multiples, where the title should say what the lines are).
 
     log_x: the step axis is (or will be) logarithmic. Plotly places shapes by data value on a log
     axis but annotations by log10 of it, so the labels then need log10(step).
     """
-    for key, label in MILESTONE_LABELS.items():
+    for (key, label), side in zip(MILESTONE_LABELS.items(), ("top left", "top right")):  # labels apart
         step = milestones.get(key)
-        if step is not None:
-            fig.add_vline(x=max(step, 1e-9), line_dash="dash", line_color="gray", opacity=0.7,
-                          annotation_text=f"{label} (step {step})", annotation_position="top",
-                          annotation_font_size=10, annotation={"x": math.log10(max(step, 1))} if log_x else None,
-                          **line_kwargs)
+        if step is None:
+            continue
+        text = dict(annotation_text=f"{label} (step {step})", annotation_position=side, annotation_font_size=10,
+                    annotation={"x": math.log10(max(step, 1))} if log_x else None) if labels else {}
+        fig.add_vline(x=max(step, 1e-9), line_dash="dash", line_color="gray", opacity=0.7, **text, **line_kwargs)
     return fig
 
 
@@ -38,7 +39,7 @@ def training_curves(metrics: pd.DataFrame, title: str = "", log_x: bool = False)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
     for split, color in (("train", TRAIN_COLOR), ("test", TEST_COLOR)):
         for col, metric in ((1, "loss"), (2, "acc")):
-            fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[f"{split}_{metric}"], name=f"{split} {metric}",
+            fig.add_trace(go.Scatter(x=metrics["step"], y=metrics[f"{split}_{metric}"], name=split,
                                      line_color=color, legendgroup=split, showlegend=col == 1), row=1, col=col)
     fig.update_yaxes(type="log", title_text="cross-entropy (nats)", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
