@@ -27,3 +27,12 @@ def grokked_run(tmp_path_factory) -> Run:
                                            steps=400, lr=1e-2, weight_decay=2.0, eval_every=20,
                                            checkpoint_every=25, checkpoint_early=4, loss_dtype="float64")
     return train(config, tmp_path_factory.mktemp("runs") / "grok23", progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread (and far faster than on two when other jobs share the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,7 @@ from interp_grok.train import Grokfast
 train_module = importlib.import_module("interp_grok.train")  # `interp_grok.train` the attribute is the function
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster than on two when other jobs share the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(**overrides) -> RunConfig:

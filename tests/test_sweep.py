@@ -36,12 +36,7 @@ frac_train = [0.5, 0.7]
 NAMES = ["wd=0.5_frac=0.5_seed=0", "wd=0.5_frac=0.7_seed=0", "wd=1_frac=0.5_seed=0", "wd=1_frac=0.7_seed=0"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
