@@ -71,7 +71,8 @@ def shared_edges(
     """n_bins + 1 equal-width bin edges covering every value of `values` (all steps at once).
 
     The lower edge is `lower` (0 for magnitudes) or the minimum when lower is None; an empty range
-    (all values equal) is widened to width 1 so the edges stay increasing.
+    (all values equal, or a range too narrow for n_bins distinct float64 edges) is widened to width 1
+    so the edges stay increasing.
     """
     if n_bins < 1:
         raise ValueError(f"n_bins={n_bins!r} must be a positive integer")
@@ -81,9 +82,10 @@ def shared_edges(
         raise ValueError("shared_edges needs at least one finite value")
     lo = float(finite.min()) if lower is None else min(lower, float(finite.min()))
     hi = float(finite.max())
-    if hi <= lo:
-        hi = lo + 1.0
-    return torch.linspace(lo, hi, n_bins + 1, dtype=torch.float64)
+    edges = torch.linspace(lo, hi, n_bins + 1, dtype=torch.float64)
+    if not (edges.diff() > 0).all():
+        edges = torch.linspace(lo, lo + 1.0, n_bins + 1, dtype=torch.float64)
+    return edges
 
 
 def histogram(values: Float[Tensor, "... n"], edges: Float[Tensor, " n_edges"]) -> Int[Tensor, "... n_bins"]:
