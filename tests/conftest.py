@@ -1,11 +1,19 @@
 """Shared fixtures: tiny configs and a tiny trained run (written once per test session)."""
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 
 from interp_grok import Run, preset, train
 
 torch.set_num_threads(2)
+# CI explores the same examples every run (a red build then means a change broke something); locally
+# hypothesis keeps exploring new ones.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
