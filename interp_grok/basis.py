@@ -19,6 +19,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from . import stats
+
 
 def n_frequencies(p: int) -> int:
     """Number of non-constant frequencies on Z_p: k = 1..p//2."""
@@ -74,16 +76,8 @@ def frequency_components(x: Float[Tensor, "... p"]) -> Float[Tensor, "... n_freq
 
 
 def gini(x: Float[Tensor, "... n"]) -> Float[Tensor, "..."]:
-    """Gini coefficient of non-negative values along the last axis: 0 when all equal, (n-1)/n when one holds all."""
-    if (x < 0).any():
-        raise ValueError("gini needs non-negative values (e.g. norms); got a negative entry")
-    n = x.shape[-1]
-    sorted_x = x.to(torch.float64).sort(dim=-1).values
-    rank = torch.arange(1, n + 1, dtype=torch.float64)
-    total = sorted_x.sum(-1)
-    # G = sum_i (2i - n - 1) x_(i) / (n sum x), with x sorted ascending
-    g = ((2 * rank - n - 1) * sorted_x).sum(-1) / (n * total)
-    return torch.where(total > 0, g, torch.zeros_like(g))
+    """`stats.gini` of Fourier norms along the last axis, with 0 (not NaN) when every norm is 0."""
+    return stats.gini(x).nan_to_num(0.0)
 
 
 def additive_answers(p: int, sign: int) -> Int[Tensor, " p_squared"]:

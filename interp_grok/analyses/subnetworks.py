@@ -47,7 +47,8 @@ from .. import basis
 from ..model import GrokTransformer
 from ..run import Run
 from ..tasks import Dataset
-from . import fourier, saliency
+from . import ablation, fourier
+from .ablation import ranking
 from .results import load_result, save_result
 from .trajectory import over_steps
 
@@ -91,11 +92,6 @@ def subnetwork_norm(
 ) -> Float[Tensor, " *batch"]:
     """L2 norm of a subnetwork's weights from its neurons' combined norms: sqrt(Σ_{n∈S} norm_n²)."""
     return torch.linalg.vector_norm(norm[..., neurons], dim=-1)
-
-
-def ranking(scores: Float[Tensor, " d_mlp"]) -> Int[Tensor, " d_mlp"]:
-    """Neurons by score, highest first; ties keep the lower neuron index first."""
-    return torch.sort(scores, descending=True, stable=True).indices
 
 
 def keep_mask(neurons: Int[Tensor, " k"], d_mlp: int) -> Bool[Tensor, " d_mlp"]:
@@ -194,11 +190,8 @@ def neuron_scores(model: GrokTransformer, dataset: Dataset, select: str = "norm"
     """
     if select not in SELECTIONS:
         raise ValueError(f"select={select!r} is not supported; expected one of {', '.join(map(repr, SELECTIONS))}")
-    if select == "saliency":
-        result = saliency.neuron_saliency(model, split="train", layer=0, keep_per_input=False, dataset=dataset)
-        return result.median_abs[0, result.splits.index("train")]
-    if select == "fourier":
-        return fourier.neuron_frequencies(model, layer=0)[1]
+    if select in ("saliency", "fourier"):
+        return ablation.neuron_scores(model, select, layer=0, dataset=dataset)[0]
     mlp = model.blocks[0].mlp
     return neuron_norms(mlp.W_in.detach().cpu(), mlp.W_out.detach().cpu()).norm
 
